@@ -1,0 +1,6 @@
+//! One module per command group; each owns its clap arguments.
+
+pub(crate) mod cluster;
+pub(crate) mod exec;
+pub(crate) mod image;
+pub(crate) mod instance;

@@ -1,0 +1,201 @@
+//! Opening a mutual-TLS gRPC channel to one member of a remote.
+//!
+//! Every member answers every call, so the client tries the configured
+//! addresses in order and keeps the first that completes a TLS handshake.
+//! What was tried is kept in [`Connection`] so that errors can say where the
+//! client looked.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use shoal_proto::api::cluster_client::ClusterClient;
+use shoal_proto::api::images_client::ImagesClient;
+use shoal_proto::api::instances_client::InstancesClient;
+use shoal_proto::api::operations_client::OperationsClient;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::config::SelectedRemote;
+use crate::error::error_chain;
+
+/// Time allowed for the TCP connect, and again for the TLS handshake, per address.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An open channel and where it leads.
+#[derive(Clone, Debug)]
+pub(crate) struct Connection {
+    pub(crate) channel: Channel,
+    /// The remote's name in the configuration.
+    pub(crate) remote: String,
+    /// The address that answered.
+    pub(crate) address: String,
+    /// Every address tried, in order, ending with `address`.
+    pub(crate) tried: Vec<String>,
+}
+
+/// Largest response the client accepts (a long instance list).
+const MAX_RESPONSE: usize = 64 << 20;
+
+impl Connection {
+    pub(crate) fn instances(&self) -> InstancesClient<Channel> {
+        InstancesClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE)
+    }
+
+    pub(crate) fn images(&self) -> ImagesClient<Channel> {
+        ImagesClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE)
+    }
+
+    pub(crate) fn operations(&self) -> OperationsClient<Channel> {
+        OperationsClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE)
+    }
+
+    pub(crate) fn cluster(&self) -> ClusterClient<Channel> {
+        ClusterClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE)
+    }
+}
+
+/// Installs rustls' ring provider as the process default. tonic panics if
+/// two providers are compiled in and none is chosen, so this runs first.
+pub(crate) fn install_crypto_provider() {
+    // An error only means a provider is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Connects to the first member of `sel` that answers.
+pub(crate) async fn connect(sel: &SelectedRemote) -> Result<Connection> {
+    let tls = tls_config(sel)?;
+    let mut tried = Vec::new();
+    let mut failures = Vec::new();
+    for address in &sel.remote.addresses {
+        tried.push(address.clone());
+        match connect_one(address, tls.clone()).await {
+            Ok(channel) => {
+                return Ok(Connection {
+                    channel,
+                    remote: sel.name.clone(),
+                    address: address.clone(),
+                    tried,
+                })
+            }
+            Err(e) => failures.push(format!("{address} ({e})")),
+        }
+    }
+    let hint = if failures.iter().any(|f| looks_like_tls(f)) {
+        ": check ca, cert, key and server_name in the configuration"
+    } else {
+        ""
+    };
+    bail!(
+        "cannot reach any member of remote {:?}: tried {}{hint}",
+        sel.name,
+        failures.join(", ")
+    )
+}
+
+/// Builds the TLS settings from the remote's PEM files.
+fn tls_config(sel: &SelectedRemote) -> Result<ClientTlsConfig> {
+    let r = &sel.remote;
+    let ca = read_pem(&r.ca, "CA certificate")?;
+    let cert = read_pem(&r.cert, "client certificate")?;
+    let key = read_pem(&r.key, "client key")?;
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .identity(Identity::from_pem(cert, key))
+        .domain_name(r.server_name.clone())
+        .timeout(CONNECT_TIMEOUT))
+}
+
+fn read_pem(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
+    let data =
+        std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    if !data.windows(11).any(|w| w == b"-----BEGIN ") {
+        bail!("{what} {} is not a PEM file", path.display());
+    }
+    Ok(data)
+}
+
+async fn connect_one(address: &str, tls: ClientTlsConfig) -> Result<Channel, String> {
+    let uri = endpoint_uri(address);
+    let endpoint = Endpoint::from_shared(uri)
+        .map_err(|e| format!("invalid address: {}", error_chain(&e)))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_while_idle(true)
+        .tls_config(tls)
+        .map_err(|e| format!("tls setup: {}", error_chain(&e)))?;
+    // The handshake is bounded by the TLS timeout; this is a backstop.
+    match tokio::time::timeout(CONNECT_TIMEOUT * 3, endpoint.connect()).await {
+        Ok(Ok(ch)) => Ok(ch),
+        Ok(Err(e)) => Err(error_chain(&e)),
+        Err(_) => Err("timed out".to_string()),
+    }
+}
+
+/// `host:port` becomes `https://host:port`; a full URI is kept.
+pub(crate) fn endpoint_uri(address: &str) -> String {
+    let a = address.trim();
+    if a.contains("://") {
+        a.to_string()
+    } else {
+        format!("https://{a}")
+    }
+}
+
+fn looks_like_tls(failure: &str) -> bool {
+    let f = failure.to_ascii_lowercase();
+    [
+        "certificate",
+        "handshake",
+        "tls",
+        "alert",
+        "unknownissuer",
+        "notvalidforname",
+    ]
+    .iter()
+    .any(|w| f.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Remote;
+
+    #[test]
+    fn uri_gets_a_scheme() {
+        assert_eq!(endpoint_uri("198.18.0.2:8443"), "https://198.18.0.2:8443");
+        assert_eq!(endpoint_uri("[::1]:8443"), "https://[::1]:8443");
+        assert_eq!(endpoint_uri("https://h:1"), "https://h:1");
+    }
+
+    #[test]
+    fn tls_words_are_spotted() {
+        assert!(looks_like_tls(
+            "a (invalid peer certificate: UnknownIssuer)"
+        ));
+        assert!(!looks_like_tls("a (connection refused)"));
+    }
+
+    fn remote(dir: &std::path::Path) -> SelectedRemote {
+        SelectedRemote {
+            name: "t".into(),
+            remote: Remote {
+                addresses: vec!["127.0.0.1:1".into()],
+                ca: dir.join("ca.crt"),
+                cert: dir.join("c.crt"),
+                key: dir.join("c.key"),
+                server_name: "shoal".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn missing_or_bad_pem_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let sel = remote(dir.path());
+        let err = tls_config(&sel).unwrap_err().to_string();
+        assert!(err.starts_with("cannot read CA certificate "), "{err}");
+        std::fs::write(dir.path().join("ca.crt"), "not pem").unwrap();
+        let err = tls_config(&sel).unwrap_err().to_string();
+        assert!(err.contains("is not a PEM file"), "{err}");
+    }
+}

@@ -1,0 +1,52 @@
+//! Command-line flags of `shoald` and logging set-up.
+
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `shoald`: the Shoal node agent.
+#[derive(Debug, Parser)]
+#[command(name = "shoald", version, about = "The Shoal node agent")]
+pub struct DaemonArgs {
+    /// This host's member name (letters, digits, hyphens).
+    #[arg(long, env = "SHOALD_NAME")]
+    pub name: String,
+    /// Directory for all of this host's state (certificates, cluster state, images,
+    /// containers).
+    #[arg(long, env = "SHOALD_DATA_DIR", default_value = "/var/lib/shoal")]
+    pub data_dir: PathBuf,
+    /// Address the API listens on.
+    #[arg(long, env = "SHOALD_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: String,
+    /// Address other members and clients use to reach this one (default: --listen).
+    #[arg(long, env = "SHOALD_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Failure domain of this host (rack, room...).
+    #[arg(long, default_value = "default")]
+    pub failure_domain: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing env-filter syntax), e.g. `info,shoal_node=debug`.
+    #[arg(long, env = "SHOALD_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// Installs the tracing subscriber.
+pub fn init_tracing(args: &DaemonArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => b.with_ansi(false).init(),
+        LogFormat::Json => b.json().init(),
+    }
+}

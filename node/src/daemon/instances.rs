@@ -1,0 +1,236 @@
+//! The `Instances` service (but exec, which lives in `exec.rs`): validates at the edge,
+//! commits the change, and returns an operation that completes when the host converges.
+
+use shoal_proto::api as pb;
+use shoal_raft::{Command, CommandResult, DesiredState, InstanceConfig, InstanceName};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+use super::auth::require;
+use super::convert;
+use super::ctx::Ctx;
+use super::error::ApiError;
+use super::ops::{now_ms, track_instance, Goal};
+use super::pki::Role;
+use shoal_raft::ObservedState;
+
+/// The instances service.
+pub struct InstancesService {
+    pub(crate) ctx: Arc<Ctx>,
+    pub(crate) exec: super::exec::ExecHandler,
+}
+
+fn name_of(name: &str) -> Result<InstanceName, Status> {
+    InstanceName::new(name).map_err(|e| ApiError::from(e).into())
+}
+
+impl InstancesService {
+    async fn change(
+        &self,
+        name: &str,
+        desired: DesiredState,
+        force: bool,
+        timeout_s: u32,
+        restart: bool,
+        what: &str,
+    ) -> Result<Response<pb::Operation>, Status> {
+        let key = name_of(name)?;
+        let res = self
+            .ctx
+            .state
+            .submit(Command::SetDesired {
+                name: name.to_string(),
+                desired,
+                force,
+                timeout_s,
+                restart,
+                expected_version: None,
+            })
+            .await?;
+        let CommandResult::Instance(inst) = res else {
+            return Err(ApiError::Internal("set desired returned no instance".into()).into());
+        };
+        let goal = match desired {
+            DesiredState::Running => Goal::State(ObservedState::Running),
+            DesiredState::Stopped => Goal::State(ObservedState::Stopped),
+            DesiredState::Frozen => Goal::State(ObservedState::Frozen),
+            DesiredState::Deleted => Goal::Gone,
+        };
+        let op = self.ctx.ops.start(format!("{what} instance {name}"), name);
+        let snap = op.snapshot();
+        track_instance(
+            self.ctx.state.clone(),
+            op,
+            key,
+            inst.desired_revision,
+            goal,
+        );
+        Ok(Response::new(snap))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::instances_server::Instances for InstancesService {
+    async fn create(
+        &self,
+        req: Request<pb::CreateInstanceRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        require(&req, Role::Operator, "create instances")?;
+        let r = req.into_inner();
+        let key = name_of(&r.name)?;
+        let config: BTreeMap<String, String> = r.config.into_iter().collect();
+        InstanceConfig::parse(&config).map_err(|e| Status::from(ApiError::from(shoal_raft::ModelError::from(e))))?;
+        if r.image.is_empty() {
+            return Err(Status::invalid_argument("an image is required (alias or fingerprint)"));
+        }
+        let known = self.ctx.state.read(|s| s.resolve_image(&r.image).is_some());
+        if !known {
+            return Err(Status::not_found(format!(
+                "image '{}' not found: import it with `shoal image import FILE --alias {}` or see `shoal image list`",
+                r.image, r.image
+            )));
+        }
+        if !r.target.is_empty() && r.target != self.ctx.node {
+            let members = self.ctx.state.read(|s| s.members.keys().cloned().collect::<Vec<_>>());
+            return Err(Status::not_found(format!(
+                "unknown target host '{}' (members: {})",
+                r.target,
+                members.join(", ")
+            )));
+        }
+        let res = self
+            .ctx
+            .state
+            .submit(Command::CreateInstance {
+                name: r.name.clone(),
+                image: r.image.clone(),
+                config,
+                start: r.start,
+                location: self.ctx.node.clone(),
+                now_ms: now_ms(),
+            })
+            .await?;
+        let CommandResult::Instance(inst) = res else {
+            return Err(ApiError::Internal("create returned no instance".into()).into());
+        };
+        let (goal, verb) = if r.start {
+            (Goal::State(ObservedState::Running), "launch")
+        } else {
+            (Goal::State(ObservedState::Stopped), "create")
+        };
+        let op = self.ctx.ops.start(format!("{verb} instance {}", r.name), &r.name);
+        let snap = op.snapshot();
+        track_instance(self.ctx.state.clone(), op, key, inst.desired_revision, goal);
+        Ok(Response::new(snap))
+    }
+
+    async fn get(
+        &self,
+        req: Request<pb::GetInstanceRequest>,
+    ) -> Result<Response<pb::Instance>, Status> {
+        require(&req, Role::Viewer, "read instances")?;
+        let key = name_of(&req.get_ref().name)?;
+        self.ctx
+            .state
+            .read(|s| s.instances.get(&key).map(convert::instance))
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("instance '{key}' not found")))
+    }
+
+    async fn list(
+        &self,
+        req: Request<pb::ListInstancesRequest>,
+    ) -> Result<Response<pb::ListInstancesResponse>, Status> {
+        require(&req, Role::Viewer, "list instances")?;
+        let instances = self
+            .ctx
+            .state
+            .read(|s| s.instances.values().map(convert::instance).collect());
+        Ok(Response::new(pb::ListInstancesResponse { instances }))
+    }
+
+    async fn start(
+        &self,
+        req: Request<pb::StartInstanceRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        require(&req, Role::Operator, "start instances")?;
+        let r = req.into_inner();
+        self.change(&r.name, DesiredState::Running, false, 0, false, "start")
+            .await
+    }
+
+    async fn stop(
+        &self,
+        req: Request<pb::StopInstanceRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        require(&req, Role::Operator, "stop instances")?;
+        let r = req.into_inner();
+        self.change(
+            &r.name,
+            DesiredState::Stopped,
+            r.force,
+            r.timeout_seconds,
+            false,
+            "stop",
+        )
+        .await
+    }
+
+    async fn restart(
+        &self,
+        req: Request<pb::RestartInstanceRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        require(&req, Role::Operator, "restart instances")?;
+        let r = req.into_inner();
+        self.change(
+            &r.name,
+            DesiredState::Running,
+            r.force,
+            r.timeout_seconds,
+            true,
+            "restart",
+        )
+        .await
+    }
+
+    async fn freeze(
+        &self,
+        req: Request<pb::FreezeInstanceRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        require(&req, Role::Operator, "freeze instances")?;
+        let r = req.into_inner();
+        self.change(&r.name, DesiredState::Frozen, false, 0, false, "freeze")
+            .await
+    }
+
+    async fn unfreeze(
+        &self,
+        req: Request<pb::UnfreezeInstanceRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        require(&req, Role::Operator, "unfreeze instances")?;
+        let r = req.into_inner();
+        self.change(&r.name, DesiredState::Running, false, 0, false, "unfreeze")
+            .await
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteInstanceRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        require(&req, Role::Operator, "delete instances")?;
+        let r = req.into_inner();
+        self.change(&r.name, DesiredState::Deleted, r.force, 0, false, "delete")
+            .await
+    }
+
+    type ExecStream = super::exec::ExecOutputStream;
+
+    async fn exec(
+        &self,
+        req: Request<tonic::Streaming<pb::ExecInput>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        require(&req, Role::Operator, "exec in instances")?;
+        self.exec.exec(req.into_inner()).await.map(Response::new)
+    }
+}

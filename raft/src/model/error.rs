@@ -1,0 +1,58 @@
+//! Errors of the model: each names what was refused and why.
+
+use thiserror::Error;
+
+/// A configuration key or value that is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    #[error("unknown configuration key '{key}' (known keys: {known})")]
+    UnknownKey { key: String, known: String },
+    #[error("invalid value '{value}' for '{key}': {expected}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        expected: String,
+    },
+}
+
+/// A command that cannot be applied. Applying a refused command changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ModelError {
+    #[error("invalid instance name '{name}': {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("instance '{0}' already exists")]
+    InstanceExists(String),
+    #[error("instance '{0}' not found")]
+    InstanceNotFound(String),
+    #[error("image '{0}' not found")]
+    ImageNotFound(String),
+    #[error("image '{0}' already exists")]
+    ImageExists(String),
+    #[error("image '{image}' is used by instances: {instances}")]
+    ImageInUse { image: String, instances: String },
+    #[error("member '{0}' not found")]
+    MemberNotFound(String),
+    #[error("stale write to '{what}': expected version {expected}, found {found}")]
+    VersionConflict {
+        what: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error("stale report for instance '{instance}' from '{node}': placement generation {reported} is older than {current}")]
+    StalePlacement {
+        instance: String,
+        node: String,
+        reported: u64,
+        current: u64,
+    },
+    #[error("instance '{name}' is {state}: {hint}")]
+    WrongState {
+        name: String,
+        state: String,
+        hint: String,
+    },
+    #[error("invalid alias '{alias}': {reason}")]
+    InvalidAlias { alias: String, reason: String },
+}

@@ -1,0 +1,179 @@
+//! The replicated cluster state: members, images, aliases and instances.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::names::InstanceName;
+
+/// Everything the cluster agrees on. Node-local facts (pids, mounts) stay out of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Index of the last applied command.
+    pub revision: u64,
+    pub members: BTreeMap<String, Member>,
+    pub images: BTreeMap<String, Image>,
+    /// Alias to image fingerprint.
+    pub aliases: BTreeMap<String, String>,
+    pub instances: BTreeMap<InstanceName, Instance>,
+}
+
+/// A host of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    /// host:port of its API.
+    pub address: String,
+    pub architecture: String,
+    pub failure_domain: String,
+    pub joined_at_ms: i64,
+}
+
+/// An image known to the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// sha256 of the tarball, lowercase hex.
+    pub fingerprint: String,
+    pub size: u64,
+    pub architecture: String,
+    pub os: String,
+    pub release: String,
+    pub description: String,
+    /// Signal name sent to init for a clean stop.
+    pub stop_signal: String,
+    pub created_at_ms: i64,
+    /// Hosts that hold an unpacked copy.
+    pub locations: BTreeSet<String>,
+}
+
+/// What the cluster wants an instance to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DesiredState {
+    Stopped,
+    Running,
+    Frozen,
+    Deleted,
+}
+
+/// What its host last saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObservedState {
+    /// Not yet acted upon, or in progress.
+    Pending,
+    Stopped,
+    Running,
+    Frozen,
+    /// The last attempt failed; see the message.
+    Error,
+    /// The host cannot be reached.
+    Unknown,
+}
+
+/// Resource use from the instance's cgroups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub memory_bytes: u64,
+    pub cpu_nanos: u64,
+    pub processes: u64,
+}
+
+/// The status an instance's host reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub state: ObservedState,
+    /// The `desired_revision` this status answers.
+    pub observed_revision: u64,
+    pub message: String,
+    pub init_pid: Option<i64>,
+    pub usage: Option<Usage>,
+    pub updated_at_ms: i64,
+}
+
+impl InstanceStatus {
+    /// The status of an instance nobody has acted on yet.
+    pub fn pending(now_ms: i64) -> Self {
+        Self {
+            state: ObservedState::Pending,
+            observed_revision: 0,
+            message: String::new(),
+            init_pid: None,
+            usage: None,
+            updated_at_ms: now_ms,
+        }
+    }
+}
+
+/// A system container, as the cluster sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub name: InstanceName,
+    /// The alias or fingerprint the user named.
+    pub image: String,
+    pub image_fingerprint: String,
+    pub config: BTreeMap<String, String>,
+    pub desired: DesiredState,
+    /// Bumped by every change of what is desired.
+    pub desired_revision: u64,
+    /// A restart is wanted if this is above the observed revision.
+    pub restart_revision: u64,
+    /// Stop with SIGKILL at once (for the current desired change).
+    pub stop_force: bool,
+    /// Seconds to wait for a clean stop before SIGKILL.
+    pub stop_timeout_s: u32,
+    /// Host it is placed on.
+    pub location: String,
+    /// Bumped whenever the placement changes; reports from older placements are refused.
+    pub placement_generation: u64,
+    pub status: InstanceStatus,
+    pub created_at_ms: i64,
+    /// Bumped whenever the record changes.
+    pub version: u64,
+}
+
+impl Instance {
+    /// Whether the host has caught up with what is desired.
+    pub fn converged(&self) -> bool {
+        self.status.observed_revision >= self.desired_revision
+            && matches!(
+                (self.desired, self.status.state),
+                (DesiredState::Running, ObservedState::Running)
+                    | (DesiredState::Stopped, ObservedState::Stopped)
+                    | (DesiredState::Frozen, ObservedState::Frozen)
+            )
+    }
+}
+
+impl ClusterState {
+    /// Resolves an alias, a full fingerprint or a unique fingerprint prefix (12+ hex digits).
+    pub fn resolve_image(&self, name: &str) -> Option<&Image> {
+        if let Some(fp) = self.aliases.get(name) {
+            return self.images.get(fp);
+        }
+        if let Some(img) = self.images.get(name) {
+            return Some(img);
+        }
+        if name.len() >= 12 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+            let mut it = self
+                .images
+                .range(name.to_string()..)
+                .take_while(|(k, _)| k.starts_with(name));
+            if let (Some((_, img)), None) = (it.next(), it.next()) {
+                return Some(img);
+            }
+        }
+        None
+    }
+
+    /// Aliases that point at `fingerprint`, sorted.
+    pub fn aliases_of(&self, fingerprint: &str) -> Vec<String> {
+        self.aliases
+            .iter()
+            .filter(|(_, fp)| fp.as_str() == fingerprint)
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+
+    /// Instances placed on `node`.
+    pub fn instances_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Instance> + 'a {
+        self.instances.values().filter(move |i| i.location == node)
+    }
+}

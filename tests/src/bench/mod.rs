@@ -1,0 +1,4 @@
+//! Benchmarks that run a reference beside Shoal in the same invocation and print the ratio.
+
+pub mod runtime;
+pub mod stats;
