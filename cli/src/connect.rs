@@ -5,6 +5,7 @@
 //! What was tried is kept in [`Connection`] so that errors can say where the
 //! client looked.
 
+use std::error::Error as _;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -15,7 +16,7 @@ use shoal_proto::api::operations_client::OperationsClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::config::SelectedRemote;
-use crate::error::error_chain;
+use crate::error::{error_chain, looks_like_tls, TLS_HINT};
 
 /// Time allowed for the TCP connect, and again for the TLS handshake, per address.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -80,9 +81,9 @@ pub(crate) async fn connect(sel: &SelectedRemote) -> Result<Connection> {
         }
     }
     let hint = if failures.iter().any(|f| looks_like_tls(f)) {
-        ": check ca, cert, key and server_name in the configuration"
+        format!(": {TLS_HINT}")
     } else {
-        ""
+        String::new()
     };
     bail!(
         "cannot reach any member of remote {:?}: tried {}{hint}",
@@ -126,7 +127,11 @@ async fn connect_one(address: &str, tls: ClientTlsConfig) -> Result<Channel, Str
     // The handshake is bounded by the TLS timeout; this is a backstop.
     match tokio::time::timeout(CONNECT_TIMEOUT * 3, endpoint.connect()).await {
         Ok(Ok(ch)) => Ok(ch),
-        Ok(Err(e)) => Err(error_chain(&e)),
+        // Skip tonic's bare "transport error" and say what failed.
+        Ok(Err(e)) => Err(e
+            .source()
+            .map(error_chain)
+            .unwrap_or_else(|| error_chain(&e))),
         Err(_) => Err("timed out".to_string()),
     }
 }
@@ -141,20 +146,6 @@ pub(crate) fn endpoint_uri(address: &str) -> String {
     }
 }
 
-fn looks_like_tls(failure: &str) -> bool {
-    let f = failure.to_ascii_lowercase();
-    [
-        "certificate",
-        "handshake",
-        "tls",
-        "alert",
-        "unknownissuer",
-        "notvalidforname",
-    ]
-    .iter()
-    .any(|w| f.contains(w))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,14 +156,6 @@ mod tests {
         assert_eq!(endpoint_uri("198.18.0.2:8443"), "https://198.18.0.2:8443");
         assert_eq!(endpoint_uri("[::1]:8443"), "https://[::1]:8443");
         assert_eq!(endpoint_uri("https://h:1"), "https://h:1");
-    }
-
-    #[test]
-    fn tls_words_are_spotted() {
-        assert!(looks_like_tls(
-            "a (invalid peer certificate: UnknownIssuer)"
-        ));
-        assert!(!looks_like_tls("a (connection refused)"));
     }
 
     fn remote(dir: &std::path::Path) -> SelectedRemote {

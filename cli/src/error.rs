@@ -28,34 +28,74 @@ pub(crate) fn error_chain(e: &(dyn StdError + 'static)) -> String {
 
 /// Converts a failed call into an error naming where it was sent.
 pub(crate) fn status_error(status: Status, conn: &Connection) -> anyhow::Error {
-    let detail = status.source().map(error_chain);
-    anyhow::anyhow!(describe(
-        status.code(),
-        status.message(),
-        detail.as_deref(),
-        &conn.remote,
-        &conn.address,
-        &conn.tried,
-    ))
+    let msg = match status.source() {
+        // A source means the failure is local: the connection, not the server.
+        Some(src) => transport_failure(&error_chain(src), &conn.remote, &conn.address),
+        None => describe(
+            status.code(),
+            status.message(),
+            &conn.remote,
+            &conn.address,
+            &conn.tried,
+        ),
+    };
+    anyhow::anyhow!(msg)
+}
+
+/// Hint for failures that look like a refused certificate.
+pub(crate) const TLS_HINT: &str = "check ca, cert, key and server_name in the configuration";
+
+/// Whether an error text looks like a TLS failure.
+pub(crate) fn looks_like_tls(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    [
+        "certificate",
+        "handshake",
+        "tls",
+        "alert",
+        "unknownissuer",
+        "notvalidforname",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
+}
+
+/// The message for a call that failed on the connection.
+pub(crate) fn transport_failure(chain: &str, remote: &str, address: &str) -> String {
+    let mut detail = chain.trim();
+    while let Some(rest) = detail.strip_prefix("transport error: ") {
+        detail = rest;
+    }
+    let lower = detail.to_ascii_lowercase();
+    let closed = [
+        "broken pipe",
+        "connection closed",
+        "connection reset",
+        "unexpected eof",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
+    // With TLS 1.3 a refused client certificate shows after the handshake,
+    // as an alert or as the connection closing under the first request.
+    let hint = if looks_like_tls(detail) {
+        format!(": the member may have refused the client certificate; {TLS_HINT}")
+    } else if closed {
+        format!(": the member closed the connection; it may have stopped or refused the client certificate ({TLS_HINT})")
+    } else {
+        String::new()
+    };
+    format!("connection to {address} (remote {remote:?}) failed: {detail}{hint}")
 }
 
 /// The readable message for a status code and its server message.
 pub(crate) fn describe(
     code: Code,
     message: &str,
-    detail: Option<&str>,
     remote: &str,
     address: &str,
     tried: &[String],
 ) -> String {
-    let mut msg = message.trim().to_string();
-    if let Some(d) = detail.filter(|d| !d.is_empty() && !msg.contains(*d)) {
-        msg = if msg.is_empty() {
-            d.to_string()
-        } else {
-            format!("{msg}: {d}")
-        };
-    }
+    let msg = message.trim().to_string();
     let or_code = |m: &str| {
         if m.is_empty() {
             fallback(code).to_string()
@@ -126,7 +166,6 @@ mod tests {
         describe(
             code,
             msg,
-            None,
             "local",
             "10.0.0.1:8443",
             &["10.0.0.9:8443".into(), "10.0.0.1:8443".into()],
@@ -184,25 +223,28 @@ mod tests {
     }
 
     #[test]
-    fn detail_is_appended_once() {
-        let m = describe(
-            Code::Unknown,
-            "transport error",
-            Some("connection reset"),
-            "r",
-            "a",
-            &["a".into()],
+    fn transport_failures_name_the_member() {
+        let m = transport_failure("transport error: transport error: connection error: received fatal alert: DecryptError", "local", "a:1");
+        assert_eq!(
+            m,
+            "connection to a:1 (remote \"local\") failed: connection error: received fatal alert: DecryptError: \
+             the member may have refused the client certificate; check ca, cert, key and server_name in the configuration"
         );
-        assert_eq!(m, "server error: transport error: connection reset");
-        let m = describe(
-            Code::Unknown,
-            "h2: connection reset",
-            Some("connection reset"),
-            "r",
-            "a",
-            &[],
+        let m = transport_failure("connection error: broken pipe", "local", "a:1");
+        assert!(m.starts_with("connection to a:1 (remote \"local\") failed: connection error: broken pipe: the member closed"), "{m}");
+        let m = transport_failure("dns error: no such host", "local", "a:1");
+        assert_eq!(
+            m,
+            "connection to a:1 (remote \"local\") failed: dns error: no such host"
         );
-        assert_eq!(m, "server error: h2: connection reset");
+    }
+
+    #[test]
+    fn tls_words_are_spotted() {
+        assert!(looks_like_tls(
+            "a (invalid peer certificate: UnknownIssuer)"
+        ));
+        assert!(!looks_like_tls("a (connection refused)"));
     }
 
     #[derive(Debug)]

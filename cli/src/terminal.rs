@@ -4,10 +4,11 @@
 //! dropped, so every way out of `exec` (exit code, error, panic unwinding,
 //! SIGTERM handled in the exec loop) leaves the terminal as it was.
 //!
-//! The window size is read with `stty size` on `/dev/tty`: the TIOCGWINSZ
+//! The window size is read with `stty size` on the terminal: the TIOCGWINSZ
 //! ioctl has no safe wrapper in nix, and `unsafe` is kept out of this crate.
 
 use std::io::IsTerminal;
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
@@ -40,9 +41,16 @@ impl Drop for RawMode {
     }
 }
 
-/// Rows and columns of the controlling terminal, if there is one.
+/// Rows and columns of our terminal: stdin's, else stdout's, else the
+/// controlling terminal's.
 pub(crate) fn window_size() -> Option<(u32, u32)> {
-    let tty = std::fs::File::open("/dev/tty").ok()?;
+    let tty: OwnedFd = if std::io::stdin().is_terminal() {
+        std::io::stdin().as_fd().try_clone_to_owned().ok()?
+    } else if std::io::stdout().is_terminal() {
+        std::io::stdout().as_fd().try_clone_to_owned().ok()?
+    } else {
+        std::fs::File::open("/dev/tty").ok()?.into()
+    };
     let out = Command::new("stty")
         .arg("size")
         .stdin(Stdio::from(tty))

@@ -2,3 +2,5 @@
 pub mod image;
 pub mod daemon;
 pub mod cgroups;
+pub mod runtime;
+pub mod sys;

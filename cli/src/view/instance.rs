@@ -155,7 +155,7 @@ mod tests {
     use crate::output::{render_list, Format};
     use shoal_proto::api::InstanceStatus;
 
-    pub(crate) fn sample() -> Instance {
+    fn sample() -> Instance {
         Instance {
             name: "c1".into(),
             image_fingerprint: "0123456789abcdef".repeat(4),

@@ -133,14 +133,21 @@ impl ContainerCgroup {
                     tracing::debug!(%err, "freeze before kill incomplete, killing anyway");
                 }
             }
+            let mut kill_err = None;
             for pid in self.pids_except_self()? {
                 match kill(Pid::from_raw(pid), Signal::SIGKILL) {
                     Ok(()) | Err(Errno::ESRCH) => {}
-                    Err(err) => return Err(CgroupError::Kill { pid, err }),
+                    Err(err) => {
+                        kill_err.get_or_insert(CgroupError::Kill { pid, err });
+                    }
                 }
             }
+            // Thaw even after a failed kill: never leave the container frozen behind.
             if has_freezer {
                 self.thaw()?;
+            }
+            if let Some(err) = kill_err {
+                return Err(err);
             }
             if self.wait_empty(ROUND_WAIT)? {
                 return Ok(());

@@ -12,8 +12,6 @@ use crate::runtime::Runtime;
 pub struct Ctx {
     /// This member's name.
     pub node: String,
-    /// This member's API address.
-    pub address: String,
     pub state: StateHandle,
     pub ops: Operations,
     pub images: Arc<ImageStore>,

@@ -92,7 +92,6 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     );
     let ctx = Arc::new(Ctx {
         node: args.name.clone(),
-        address: advertise,
         state,
         ops: Operations::default(),
         images,

@@ -475,30 +475,16 @@ mod tests {
         assert_eq!(img.metadata.stop_signal_number().unwrap(), libc::SIGUSR2);
         assert!(img.metadata.creation_date > 0);
         let rootfs = t.store.rootfs(&img.fingerprint);
-        let init = fs::metadata(rootfs.join("sbin/init")).unwrap();
-        assert_eq!(
-            init.ino(),
-            fs::metadata(rootfs.join("bin/busybox")).unwrap().ino()
-        );
-        assert_eq!(init.mode() & 0o111, 0o111);
-        assert!(fs::symlink_metadata(rootfs.join("sbin/init"))
-            .unwrap()
-            .file_type()
-            .is_symlink());
-        assert!(fs::read_to_string(rootfs.join("etc/inittab"))
-            .unwrap()
-            .contains("::sysinit:/etc/init.d/rcS"));
-        assert_eq!(
-            fs::metadata(rootfs.join("etc/init.d/rcS")).unwrap().mode() & 0o777,
-            0o755
-        );
-        assert_eq!(
-            fs::metadata(rootfs.join("tmp")).unwrap().mode() & 0o7777,
-            0o1777
-        );
-        assert!(fs::read_to_string(rootfs.join("etc/passwd"))
-            .unwrap()
-            .starts_with("root:x:0:0:root:/root:/bin/sh\n"));
+        let meta = |p: &str| fs::metadata(rootfs.join(p)).unwrap();
+        let text = |p: &str| fs::read_to_string(rootfs.join(p)).unwrap();
+        let link = fs::symlink_metadata(rootfs.join("sbin/init")).unwrap();
+        assert!(link.file_type().is_symlink());
+        assert_eq!(meta("sbin/init").ino(), meta("bin/busybox").ino());
+        assert_eq!(meta("bin/busybox").mode() & 0o7777, 0o755);
+        assert_eq!(meta("etc/init.d/rcS").mode() & 0o7777, 0o755);
+        assert_eq!(meta("tmp").mode() & 0o7777, 0o1777);
+        assert!(text("etc/inittab").contains("::sysinit:/etc/init.d/rcS"));
+        assert!(text("etc/passwd").starts_with("root:x:0:0:root:/root:/bin/sh\n"));
         for path in ["dev", "proc", "sys", "run", "root", "var/log", "home"] {
             let m = fs::symlink_metadata(rootfs.join(path)).unwrap();
             assert!(m.is_dir(), "{path}");

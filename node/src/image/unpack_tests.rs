@@ -164,6 +164,28 @@ fn image_never_creates_through_symlinks() {
 }
 
 #[test]
+fn image_hard_link_to_a_symlink_links_the_symlink_not_its_target() {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    fs::write(&secret, b"secret").unwrap();
+    let t = TestStore::new();
+    let mut tb = base();
+    tb.symlink("rootfs/sl", secret.to_str().unwrap())
+        .hardlink("rootfs/h", "rootfs/sl");
+    let img = t
+        .store
+        .import(&tb.finish()[..], &ImportLimits::default())
+        .unwrap();
+    let h = t.store.rootfs(&img.fingerprint).join("h");
+    assert!(fs::symlink_metadata(&h).unwrap().file_type().is_symlink());
+    assert_eq!(fs::read_link(&h).unwrap(), secret);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::nlink(&fs::metadata(&secret).unwrap()),
+        1
+    );
+}
+
+#[test]
 fn image_refuses_device_nodes() {
     for kind in [EntryType::Char, EntryType::Block] {
         let mut t = base();

@@ -1,16 +1,17 @@
 //! Configuration types, the on-disk layout of a container and its stored files.
 //!
 //! ```text
-//! <containers_dir>/
+//! <containers_dir>/                   mode 0711
 //!   idmap.json  idmap.lock            host id ranges of all containers (see idmap.rs)
+//!   .rootfs/                          empty; every container's overlay mount point, used
+//!                                     only inside each container's own mount namespace
 //!   <name>/                           mode 0711, root-owned
 //!     config.json                     StoredConfig (written by create, atomically)
-//!     state.json                      MonitorState (written by the monitor)
 //!     monitor.lock                    flock held by the live monitor
 //!     monitor.log  console.log[.1]    monitor stderr; init's console, size-capped
 //!     upper/ work/                    overlay upper and work dirs (owned by mapped root)
-//!     lower/ rootfs/                  mount points, used only in the container's mount ns
 //! <run_dir>/<name>.sock               the monitor's control socket (SOCK_SEQPACKET)
+//! <run_dir>/<name>.state              MonitorState: last exit status (written by the monitor)
 //! ```
 
 use std::fs;
@@ -150,6 +151,23 @@ pub(crate) fn validate_name(name: &str) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// Checks the cgroup group name: one plain path component.
+pub(crate) fn validate_group(group: &str) -> Result<(), RuntimeError> {
+    let plain = !group.is_empty()
+        && !group.starts_with('.')
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if plain {
+        return Ok(());
+    }
+    Err(RuntimeError::InvalidConfig {
+        name: "-".into(),
+        field: "cgroup_group",
+        reason: format!("{group:?} is not a plain cgroup name"),
+    })
+}
+
 /// The files of one container.
 #[derive(Clone, Debug)]
 pub(crate) struct ContainerPaths {
@@ -164,9 +182,6 @@ impl ContainerPaths {
     }
     pub(crate) fn config(&self) -> PathBuf {
         self.dir.join("config.json")
-    }
-    pub(crate) fn state(&self) -> PathBuf {
-        self.dir.join("state.json")
     }
     pub(crate) fn lock(&self) -> PathBuf {
         self.dir.join("monitor.lock")
@@ -183,12 +198,23 @@ impl ContainerPaths {
 /// relative to it (it `fchdir`s there first, so paths stay short).
 pub(crate) const UPPER: &str = "upper";
 pub(crate) const WORK: &str = "work";
-pub(crate) const LOWER: &str = "lower";
-pub(crate) const ROOTFS: &str = "rootfs";
+/// The overlay mount point, relative to a container dir: one empty directory shared by
+/// all containers, each mounting on it in its own mount namespace (so a container
+/// directory holds only what must persist). The idmapped image is attached there first
+/// and the overlay stacked on top of it, with the image as its lowerdir.
+pub(crate) const ROOTFS: &str = "../.rootfs";
+/// That directory's name inside `containers_dir`.
+pub(crate) const SHARED_ROOTFS: &str = ".rootfs";
 
 /// The socket file name of a container's monitor inside the run dir.
 pub(crate) fn socket_name(name: &str) -> String {
     format!("{name}.sock")
+}
+
+/// The monitor's state file (last exit status), in the run dir: it describes the
+/// current boot only.
+pub(crate) fn state_path(run_dir: &Path, name: &str) -> PathBuf {
+    run_dir.join(format!("{name}.state"))
 }
 
 /// Reads and parses a JSON file.
@@ -306,7 +332,11 @@ mod tests {
         write_json("c", "writing state", &path, &st).unwrap();
         let back: MonitorState = read_json("c", "reading state", &path).unwrap();
         assert_eq!(back, st);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
         let err = read_json::<MonitorState>("c", "reading state", &dir.path().join("x"));
         assert!(err.unwrap_err().to_string().contains("reading state"));
     }

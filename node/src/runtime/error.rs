@@ -75,7 +75,11 @@ pub enum RuntimeError {
 
     /// Every host id range is taken.
     #[error("container {name}: no free host id range left ({used} ranges of {size} ids in use)")]
-    IdmapExhausted { name: String, used: usize, size: u32 },
+    IdmapExhausted {
+        name: String,
+        used: usize,
+        size: u32,
+    },
 
     /// A cgroup operation failed.
     #[error("container {name}: {step}: {err}")]
@@ -146,7 +150,12 @@ fn fmt_detail(detail: &str) -> String {
 }
 
 impl RuntimeError {
-    pub(crate) fn io(name: &str, step: &'static str, path: impl Into<PathBuf>, err: io::Error) -> Self {
+    pub(crate) fn io(
+        name: &str,
+        step: &'static str,
+        path: impl Into<PathBuf>,
+        err: io::Error,
+    ) -> Self {
         Self::Io {
             name: name.to_string(),
             step,

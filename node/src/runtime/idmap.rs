@@ -59,6 +59,7 @@ impl IdmapAllocator {
             return Ok(range);
         }
         let used: std::collections::BTreeSet<u32> = self.allocations.values().copied().collect();
+        // A range ends before u32::MAX, which is (uid_t)-1 and never a valid id.
         let slots = (u64::from(u32::MAX) - u64::from(self.base)) / u64::from(self.size.max(1));
         for k in 0..slots {
             let host_base = u64::from(self.base) + k * u64::from(self.size);
@@ -143,8 +144,14 @@ mod tests {
     use super::*;
 
     fn overlaps(a: IdRange, b: IdRange) -> bool {
-        let (a0, a1) = (u64::from(a.host_base), u64::from(a.host_base) + u64::from(a.size));
-        let (b0, b1) = (u64::from(b.host_base), u64::from(b.host_base) + u64::from(b.size));
+        let (a0, a1) = (
+            u64::from(a.host_base),
+            u64::from(a.host_base) + u64::from(a.size),
+        );
+        let (b0, b1) = (
+            u64::from(b.host_base),
+            u64::from(b.host_base) + u64::from(b.size),
+        );
         a0 < b1 && b0 < a1
     }
 
@@ -161,18 +168,25 @@ mod tests {
         assert_eq!(a.allocate("two").unwrap(), r2, "allocate is idempotent");
         assert_eq!(a.free("two"), Some(r2));
         assert_eq!(a.free("two"), None);
-        assert_eq!(a.allocate("four").unwrap(), r2, "lowest free slot is reused");
+        assert_eq!(
+            a.allocate("four").unwrap(),
+            r2,
+            "lowest free slot is reused"
+        );
         assert_eq!(a.len(), 3);
     }
 
     #[test]
     fn exhaustion_is_an_error() {
-        // Only two slots fit below u32::MAX.
-        let mut a = IdmapAllocator::new(u32::MAX - 3 * 1000, 1000);
+        // Only two whole ranges fit below u32::MAX (which is not a valid id).
+        let mut a = IdmapAllocator::new(u32::MAX - 2500, 1000);
         a.allocate("a").unwrap();
         a.allocate("b").unwrap();
         let err = a.allocate("c").unwrap_err();
-        assert!(matches!(err, RuntimeError::IdmapExhausted { used: 2, .. }), "{err}");
+        assert!(
+            matches!(err, RuntimeError::IdmapExhausted { used: 2, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -210,7 +224,10 @@ mod tests {
                 })
             })
             .collect();
-        let mut bases: Vec<u32> = handles.into_iter().map(|h| h.join().unwrap().host_base).collect();
+        let mut bases: Vec<u32> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap().host_base)
+            .collect();
         bases.sort_unstable();
         bases.dedup();
         assert_eq!(bases.len(), 8);

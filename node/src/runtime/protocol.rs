@@ -31,8 +31,8 @@ use nix::sys::socket::{
 use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
-use super::api::{ContainerStatus, ExecRequest};
 use super::config::socket_name;
+use super::types::{ContainerStatus, ExecRequest};
 
 /// Largest message either side sends (exec requests carry argv and env).
 pub(crate) const MAX_MESSAGE: usize = 128 * 1024;
@@ -100,11 +100,17 @@ pub(crate) enum RecvError {
     /// The peer closed the connection.
     Closed,
     Truncated,
+    /// Not valid JSON for the expected type (read through `Debug` in error messages).
+    #[allow(dead_code)]
     Decode(String),
 }
 
 /// Sends one message with optional file descriptors.
-pub(crate) fn send<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fds: &[RawFd]) -> Result<(), Errno> {
+pub(crate) fn send<T: Serialize>(
+    sock: BorrowedFd<'_>,
+    msg: &T,
+    fds: &[RawFd],
+) -> Result<(), Errno> {
     let bytes = serde_json::to_vec(msg).map_err(|_| Errno::EINVAL)?;
     if bytes.len() > MAX_MESSAGE {
         return Err(Errno::EMSGSIZE);
@@ -159,7 +165,8 @@ pub(crate) fn recv<T: serde::de::DeserializeOwned>(
     if bytes == 0 {
         return Err(RecvError::Closed);
     }
-    let msg = serde_json::from_slice(&buf[..bytes]).map_err(|e| RecvError::Decode(e.to_string()))?;
+    let msg =
+        serde_json::from_slice(&buf[..bytes]).map_err(|e| RecvError::Decode(e.to_string()))?;
     Ok((msg, fds))
 }
 
@@ -275,7 +282,10 @@ mod tests {
             Err(RecvError::Os(Errno::EAGAIN))
         ));
         drop(a);
-        assert!(matches!(recv::<Request>(b.as_fd(), false), Err(RecvError::Closed)));
+        assert!(matches!(
+            recv::<Request>(b.as_fd(), false),
+            Err(RecvError::Closed)
+        ));
     }
 
     #[test]

@@ -53,8 +53,14 @@ impl Sys for RecordingSys {
         data: Option<&str>,
     ) -> Result<(), Errno> {
         let src = src.map_or("-".into(), |p| p.display().to_string());
+        let names: Vec<&str> = flags.iter_names().map(|(n, _)| n).collect();
+        let flags = if names.is_empty() {
+            "(empty)".to_string()
+        } else {
+            names.join(" | ")
+        };
         self.record(format!(
-            "mount {src} {} {} {flags:?} {}",
+            "mount {src} {} {} {flags} {}",
             target.display(),
             fstype.unwrap_or("-"),
             data.unwrap_or("-")
@@ -96,7 +102,11 @@ impl Sys for RecordingSys {
         self.kinds
             .borrow_mut()
             .insert(link.to_path_buf(), FileKind::Symlink);
-        self.record(format!("symlink {} -> {}", link.display(), target.display()))
+        self.record(format!(
+            "symlink {} -> {}",
+            link.display(),
+            target.display()
+        ))
     }
 
     fn kind(&self, path: &Path) -> Option<FileKind> {

@@ -5,11 +5,11 @@
 //!
 //! Everything above this module is safe Rust. The filesystem steps of container setup go
 //! through the [`Sys`] trait so that their order and arguments can be tested with the
-//! recording fake in `fake`. The process-creating calls ([`clone3`], [`fork`]) refuse to
-//! run in a multi-threaded process: after a fork only the calling thread survives, and a
-//! lock held by another thread would stay locked in the child forever. The per-container
-//! monitor that calls them is single-threaded by construction (`shoald monitor` is
-//! dispatched before any thread starts).
+//! recording fake in `fake`. The process-creating calls ([`clone3`], [`fork`]) need a
+//! [`SingleThreaded`] proof, checked against `/proc/self/stat`: after a fork only the
+//! calling thread survives, and a lock held by another thread would stay locked in the
+//! child forever. The per-container monitor that calls them is single-threaded by
+//! construction (`shoald monitor` is dispatched before any thread starts).
 
 mod caps;
 mod fd;
@@ -25,11 +25,9 @@ pub(crate) use caps::{
 };
 pub(crate) use fd::{close_range, loopback_up, own_new_fd, set_controlling_tty, set_winsize};
 pub(crate) use mount::{
-    mount_setattr_fd, move_mount, open_tree, MountAttr, AT_RECURSIVE, OPEN_TREE_CLOEXEC,
-    OPEN_TREE_CLONE,
+    mount_setattr_fd, open_tree, MountAttr, OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE,
 };
 pub(crate) use ops::{FileKind, RealSys, Sys};
 pub(crate) use process::{
-    clone3, exit_now, fork, pidfd_open, pidfd_send_signal, reset_signals, thread_count,
-    Forked,
+    clone3, exit_now, fork, pidfd_send_signal, reset_signals, Forked, SingleThreaded,
 };

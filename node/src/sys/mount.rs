@@ -37,14 +37,7 @@ pub(crate) fn open_tree(
     let ret = path.with_nix_path(|cpath| {
         // SAFETY: `cpath` is a NUL-terminated string valid during the call; the other
         // arguments are integers.
-        unsafe {
-            libc::syscall(
-                libc::SYS_open_tree,
-                dirfd_raw(dirfd),
-                cpath.as_ptr(),
-                flags,
-            )
-        }
+        unsafe { libc::syscall(libc::SYS_open_tree, dirfd_raw(dirfd), cpath.as_ptr(), flags) }
     })?;
     if ret < 0 {
         return Err(Errno::last());

@@ -32,8 +32,13 @@ pub(crate) trait Sys {
         data: Option<&str>,
     ) -> Result<(), Errno>;
     /// mount_setattr(2) on the mount at `target`: sets and clears `MOUNT_ATTR_*` bits.
-    fn set_mount_attr(&self, target: &Path, set: u64, clr: u64, recursive: bool)
-        -> Result<(), Errno>;
+    fn set_mount_attr(
+        &self,
+        target: &Path,
+        set: u64,
+        clr: u64,
+        recursive: bool,
+    ) -> Result<(), Errno>;
     /// move_mount(2) of a detached mount `fd` onto `target`.
     fn attach_mount(&self, fd: BorrowedFd<'_>, target: &Path) -> Result<(), Errno>;
     /// mkdir(2); an existing directory is not an error.

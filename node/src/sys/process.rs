@@ -5,6 +5,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
+/// `CLONE_INTO_CGROUP` (linux/sched.h; a 64-bit flag, clone3 only).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 /// Which side of a fork or clone we are on.
 #[derive(Debug)]
 pub(crate) enum Forked {
@@ -29,23 +32,41 @@ fn io_errno(err: &std::io::Error) -> Errno {
     Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO))
 }
 
-/// Fails with `EDEADLK` unless the process has exactly one thread (see the module doc).
-fn ensure_single_threaded() -> Result<(), Errno> {
-    match thread_count()? {
-        1 => Ok(()),
-        _ => Err(Errno::EDEADLK),
+/// Proof that the process was single-threaded when it was made, required by [`fork`] and
+/// [`clone3`]. It is neither `Send` nor `Sync`, and it stays valid in forked children
+/// (a child of a single-threaded process has one thread). Whoever holds one must not
+/// start threads; the monitor never does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SingleThreaded(std::marker::PhantomData<*const ()>);
+
+impl SingleThreaded {
+    /// Fails with `EDEADLK` unless the process has exactly one thread right now. Reads
+    /// `/proc/self/stat`, so call it before joining another pid namespace.
+    pub(crate) fn check() -> Result<Self, Errno> {
+        match thread_count()? {
+            1 => Ok(Self(std::marker::PhantomData)),
+            _ => Err(Errno::EDEADLK),
+        }
     }
 }
 
 /// `clone3(flags | CLONE_PIDFD)` with `SIGCHLD` as exit signal and no new stack, i.e. a
-/// fork that can also create namespaces and returns a pidfd for the child.
-///
-/// Refuses (`EDEADLK`) in a multi-threaded process.
-pub(crate) fn clone3(flags: u64) -> Result<Forked, Errno> {
-    ensure_single_threaded()?;
+/// fork that can also create namespaces and returns a pidfd for the child. With `cgroup`
+/// (an fd of a cgroup v2 directory) the child starts in that cgroup (CLONE_INTO_CGROUP),
+/// which needs no cgroup.procs write and so none of its global lock.
+pub(crate) fn clone3(
+    _single: SingleThreaded,
+    flags: u64,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<Forked, Errno> {
     let mut pidfd: libc::c_int = -1;
+    let into_cgroup = if cgroup.is_some() {
+        CLONE_INTO_CGROUP
+    } else {
+        0
+    };
     let mut args = libc::clone_args {
-        flags: flags | libc::CLONE_PIDFD as u64,
+        flags: flags | libc::CLONE_PIDFD as u64 | into_cgroup,
         pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
         child_tid: 0,
         parent_tid: 0,
@@ -55,13 +76,13 @@ pub(crate) fn clone3(flags: u64) -> Result<Forked, Errno> {
         tls: 0,
         set_tid: 0,
         set_tid_size: 0,
-        cgroup: 0,
+        cgroup: cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
     };
     // SAFETY: without CLONE_VM and without a stack, clone3 behaves like fork: the child gets
     // a copy of the address space and returns here on its copy of this stack. The process
-    // is single-threaded (checked above), so no lock can be held by a thread that does not
-    // exist in the child. `args` and `pidfd` are valid for the duration of the call and the
-    // size passed matches the struct.
+    // is single-threaded (`SingleThreaded` proves it), so no lock can be held by a thread
+    // that does not exist in the child. `args`, `pidfd` and the cgroup fd are valid for the
+    // duration of the call and the size passed matches the struct.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -84,10 +105,9 @@ pub(crate) fn clone3(flags: u64) -> Result<Forked, Errno> {
     }
 }
 
-/// `fork()`; refuses (`EDEADLK`) in a multi-threaded process.
-pub(crate) fn fork() -> Result<Forked, Errno> {
-    ensure_single_threaded()?;
-    // SAFETY: the process is single-threaded (checked above), which is the precondition
+/// `fork()` of a single-threaded process.
+pub(crate) fn fork(_single: SingleThreaded) -> Result<Forked, Errno> {
+    // SAFETY: the process is single-threaded (`SingleThreaded` proves it), which is the precondition
     // nix documents: no other thread can hold a lock that the child would inherit.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => Ok(Forked::Child),
@@ -96,17 +116,6 @@ pub(crate) fn fork() -> Result<Forked, Errno> {
             pidfd: None,
         }),
     }
-}
-
-/// `pidfd_open(pid, 0)`: a pidfd for any process (not only our children).
-pub(crate) fn pidfd_open(pid: Pid) -> Result<OwnedFd, Errno> {
-    // SAFETY: plain syscall with integer arguments; on success it returns a new fd.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    if ret < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the kernel returned a new file descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
 }
 
 /// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signals exactly the process the pidfd names,
@@ -142,7 +151,11 @@ pub(crate) fn reset_signals() -> Result<(), Errno> {
         }
     }
     let empty = nix::sys::signal::SigSet::empty();
-    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None)
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    )
 }
 
 /// `_exit(code)`: ends the process at once, without running atexit handlers or flushing
@@ -163,8 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn fork_refuses_when_multi_threaded() {
-        assert!(matches!(fork(), Err(Errno::EDEADLK)));
-        assert!(matches!(clone3(0), Err(Errno::EDEADLK)));
+    fn no_proof_of_single_threadedness_in_a_test_harness() {
+        assert!(matches!(SingleThreaded::check(), Err(Errno::EDEADLK)));
     }
 }

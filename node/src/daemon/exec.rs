@@ -1,0 +1,234 @@
+//! Exec: runs a command in a running container and bridges its stdio to the gRPC stream.
+//!
+//! The runtime hands back plain descriptors (pipes, or a pty master with a terminal) and a
+//! control socket that becomes readable when the exit status arrives; all of them are
+//! driven here with `AsyncFd`, so no thread blocks for a command's lifetime. Output is sent
+//! until both streams end (or, once the exit status is known, for at most a second more, so
+//! a background child holding stdout open does not hang the call); the exit code comes last.
+
+use shoal_proto::api as pb;
+use shoal_raft::{InstanceConfig, InstanceName, ObservedState};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Status, Streaming};
+
+use super::ctx::Ctx;
+use crate::runtime::{ExecControl, ExecRequest, ExecSession, RuntimeError};
+
+/// The server side of the exec stream.
+pub type ExecOutputStream = Pin<Box<dyn Stream<Item = Result<pb::ExecOutput, Status>> + Send>>;
+
+/// Runs execs for the instances service.
+pub struct ExecHandler {
+    pub(crate) ctx: Arc<Ctx>,
+}
+
+fn nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+/// The reading side of a pipe or a pty master, driven by the tokio reactor.
+fn reader(fd: OwnedFd) -> io::Result<pipe::Receiver> {
+    nonblocking(&fd)?;
+    pipe::Receiver::from_owned_fd_unchecked(fd)
+}
+
+/// The writing side of a pipe or a pty master, driven by the tokio reactor.
+fn writer(fd: OwnedFd) -> io::Result<pipe::Sender> {
+    nonblocking(&fd)?;
+    pipe::Sender::from_owned_fd_unchecked(fd)
+}
+
+fn runtime_status(name: &str, e: RuntimeError) -> Status {
+    let msg = e.to_string();
+    if msg.contains("not running") || msg.contains("stopped") {
+        Status::failed_precondition(format!(
+            "instance {name} is not running: start it with `shoal start {name}`"
+        ))
+    } else {
+        tracing::warn!(instance = name, error = %msg, "exec failed");
+        Status::internal(format!("exec in {name} failed: {msg}"))
+    }
+}
+
+/// Reads `fd` until EOF (or EIO, which is how a pty says its last writer is gone), sending
+/// every chunk through `tx` wrapped by `wrap`.
+async fn pump(
+    fd: OwnedFd,
+    tx: mpsc::Sender<Result<pb::ExecOutput, Status>>,
+    wrap: fn(Vec<u8>) -> pb::exec_output::Output,
+) {
+    let Ok(mut io) = reader(fd) else { return };
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match io.read(&mut buf).await {
+            Ok(0) => return,
+            Ok(n) => {
+                let msg = pb::ExecOutput {
+                    output: Some(wrap(buf[..n].to_vec())),
+                };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+/// Waits for the exit status on the control socket (one blocking-pool thread per exec).
+async fn exit_code(control: ExecControl) -> Result<i32, RuntimeError> {
+    match tokio::task::spawn_blocking(move || control.wait()).await {
+        Ok(r) => r,
+        Err(e) => Err(RuntimeError::Protocol {
+            name: "-".into(),
+            op: "exec",
+            got: format!("wait task failed: {e}"),
+        }),
+    }
+}
+
+impl ExecHandler {
+    /// Starts the exec described by the stream's first message and returns the output.
+    pub async fn exec(
+        &self,
+        mut input: Streaming<pb::ExecInput>,
+    ) -> Result<ExecOutputStream, Status> {
+        use pb::exec_input::Input;
+        let start = match input.next().await {
+            Some(Ok(pb::ExecInput {
+                input: Some(Input::Start(s)),
+            })) => s,
+            Some(Err(e)) => return Err(e),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of an exec must be `start`",
+                ))
+            }
+        };
+        if start.command.is_empty() {
+            return Err(Status::invalid_argument("a command to run is required"));
+        }
+        let name = InstanceName::new(&start.instance)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let found = self.ctx.state.read(|s| {
+            s.instances
+                .get(&name)
+                .map(|i| (i.location.clone(), i.status.state, i.config.clone()))
+        });
+        let Some((location, observed, config)) = found else {
+            return Err(Status::not_found(format!("instance '{name}' not found")));
+        };
+        if location != self.ctx.node {
+            return Err(Status::failed_precondition(format!(
+                "instance {name} runs on host {location}: connect to that host"
+            )));
+        }
+        if observed != ObservedState::Running {
+            let word = format!("{observed:?}").to_lowercase();
+            return Err(Status::failed_precondition(format!(
+                "instance {name} is {word}, not running: start it with `shoal start {name}`"
+            )));
+        }
+        let mut env = InstanceConfig::parse(&config)
+            .map(|c| c.environment)
+            .unwrap_or_default();
+        let mut extra: Vec<(String, String)> = start.env.into_iter().collect();
+        extra.sort();
+        env.extend(extra);
+        let req = ExecRequest {
+            argv: start.command,
+            env,
+            cwd: (!start.cwd.is_empty()).then_some(start.cwd),
+            uid: start.uid,
+            gid: start.gid,
+            tty: start.tty.then(|| {
+                let rows = if start.rows == 0 { 24 } else { start.rows.min(u16::MAX as u32) as u16 };
+                let cols = if start.cols == 0 { 80 } else { start.cols.min(u16::MAX as u32) as u16 };
+                (rows, cols)
+            }),
+        };
+        let rt = self.ctx.runtime.clone();
+        let n = name.to_string();
+        let session: ExecSession = tokio::task::spawn_blocking(move || rt.exec(&n, &req))
+            .await
+            .map_err(|e| Status::internal(format!("exec task: {e}")))?
+            .map_err(|e| runtime_status(name.as_str(), e))?;
+        let ExecSession {
+            stdin,
+            stdout,
+            stderr,
+            control,
+            tty,
+            ..
+        } = session;
+        let is_tty = tty.is_some();
+        let (tx, rx) = mpsc::channel(32);
+
+        // Client to command: stdin, close, resize.
+        tokio::spawn(async move {
+            let mut writer = writer(stdin).ok();
+            while let Some(msg) = input.next().await {
+                match msg.map(|m| m.input) {
+                    Ok(Some(Input::Stdin(bytes))) => {
+                        if let Some(w) = writer.as_mut() {
+                            if w.write_all(&bytes).await.is_err() {
+                                writer = None;
+                            }
+                        }
+                    }
+                    Ok(Some(Input::CloseStdin(_))) => {
+                        if is_tty {
+                            // A terminal has no end of file: send the EOF character.
+                            if let Some(w) = writer.as_mut() {
+                                let _ = w.write_all(b"\x04").await;
+                            }
+                        } else {
+                            writer = None;
+                        }
+                    }
+                    Ok(Some(Input::Resize(sz))) => {
+                        if let Some(t) = &tty {
+                            let _ = t.resize(sz.rows.min(u16::MAX as u32) as u16, sz.cols.min(u16::MAX as u32) as u16);
+                        }
+                    }
+                    Ok(Some(Input::Start(_))) | Ok(None) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+
+        // Command to client: output, then the exit code.
+        tokio::spawn(async move {
+            let out = tokio::spawn(pump(stdout, tx.clone(), pb::exec_output::Output::Stdout));
+            let err = stderr.map(|e| tokio::spawn(pump(e, tx.clone(), pb::exec_output::Output::Stderr)));
+            let code = exit_code(control).await;
+            let drain = async {
+                let _ = out.await;
+                if let Some(e) = err {
+                    let _ = e.await;
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+            let msg = match code {
+                Ok(c) => Ok(pb::ExecOutput {
+                    output: Some(pb::exec_output::Output::ExitCode(c)),
+                }),
+                Err(e) => Err(Status::internal(format!("lost the exit status: {e}"))),
+            };
+            let _ = tx.send(msg).await;
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+}
