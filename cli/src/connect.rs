@@ -64,15 +64,42 @@ pub(crate) fn install_crypto_provider() {
 /// Connects to the first member of `sel` that answers.
 pub(crate) async fn connect(sel: &SelectedRemote) -> Result<Connection> {
     let tls = tls_config(sel)?;
+    connect_any(&sel.name, &sel.remote.addresses, tls, TLS_HINT).await
+}
+
+/// Connects without a client certificate, trusting only `ca_pem`: the one
+/// call a member serves that way is `Enroll`, which makes the certificate.
+pub(crate) async fn connect_enroll(
+    remote: &str,
+    addresses: &[String],
+    ca_pem: &str,
+    server_name: &str,
+) -> Result<Connection> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name(server_name.to_string())
+        .timeout(CONNECT_TIMEOUT);
+    let hint =
+        "the member's certificate is not from the token's CA, or the address is not a Shoal member";
+    connect_any(remote, addresses, tls, hint).await
+}
+
+/// Tries `addresses` in order and keeps the first that completes a handshake.
+async fn connect_any(
+    remote: &str,
+    addresses: &[String],
+    tls: ClientTlsConfig,
+    tls_hint: &str,
+) -> Result<Connection> {
     let mut tried = Vec::new();
     let mut failures = Vec::new();
-    for address in &sel.remote.addresses {
+    for address in addresses {
         tried.push(address.clone());
         match connect_one(address, tls.clone()).await {
             Ok(channel) => {
                 return Ok(Connection {
                     channel,
-                    remote: sel.name.clone(),
+                    remote: remote.to_string(),
                     address: address.clone(),
                     tried,
                 })
@@ -81,13 +108,12 @@ pub(crate) async fn connect(sel: &SelectedRemote) -> Result<Connection> {
         }
     }
     let hint = if failures.iter().any(|f| looks_like_tls(f)) {
-        format!(": {TLS_HINT}")
+        format!(": {tls_hint}")
     } else {
         String::new()
     };
     bail!(
-        "cannot reach any member of remote {:?}: tried {}{hint}",
-        sel.name,
+        "cannot reach any member of remote {remote:?}: tried {}{hint}",
         failures.join(", ")
     )
 }

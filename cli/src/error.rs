@@ -42,6 +42,9 @@ pub(crate) fn status_error(status: Status, conn: &Connection) -> anyhow::Error {
     anyhow::anyhow!(msg)
 }
 
+/// Hint for a call the caller's role may not make.
+pub(crate) const ROLE_HINT: &str = "your certificate's role does not allow this";
+
 /// Hint for failures that look like a refused certificate.
 pub(crate) const TLS_HINT: &str = "check ca, cert, key and server_name in the configuration";
 
@@ -111,7 +114,7 @@ pub(crate) fn describe(
                 or_code(&msg)
             )
         }
-        Code::PermissionDenied => prefixed("permission denied", &msg),
+        Code::PermissionDenied => format!("{}: {ROLE_HINT}", prefixed("permission denied", &msg)),
         Code::Unauthenticated => format!(
             "{}: check cert and key in the configuration",
             prefixed("not authenticated", &msg)
@@ -206,11 +209,11 @@ mod tests {
     fn prefixes_are_not_repeated() {
         assert_eq!(
             d(Code::PermissionDenied, "role viewer may not create"),
-            "permission denied: role viewer may not create"
+            "permission denied: role viewer may not create: your certificate's role does not allow this"
         );
         assert_eq!(
             d(Code::PermissionDenied, "permission denied for x"),
-            "permission denied for x"
+            "permission denied for x: your certificate's role does not allow this"
         );
         assert_eq!(d(Code::Internal, ""), "server error");
         assert_eq!(d(Code::DeadlineExceeded, "wait"), "timed out: wait");

@@ -7,11 +7,15 @@
 
 mod commands;
 mod config;
+mod config_edit;
 mod connect;
+mod duration;
+mod enroll;
 mod error;
 mod keyvalue;
 mod output;
 mod terminal;
+mod token;
 mod view;
 mod wait;
 
@@ -26,6 +30,7 @@ use commands::image::ImageCommand;
 use commands::instance::{
     self, CreateArgs, DeleteArgs, InfoArgs, ListArgs, NamesArgs, StopArgs, Verb,
 };
+use commands::remote::RemoteCommand;
 use connect::Connection;
 
 #[derive(Parser, Debug)]
@@ -76,9 +81,12 @@ enum Command {
     Delete(DeleteArgs),
     /// Run a command in an instance
     Exec(ExecArgs),
-    /// Inspect the cluster
+    /// Manage the cluster: members, join and client tokens
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Manage the clusters this client knows
+    #[command(subcommand)]
+    Remote(RemoteCommand),
     /// Print the client version
     Version,
 }
@@ -119,14 +127,23 @@ fn main() {
 
 /// Runs one command; the value is the exit code.
 async fn run(cli: Cli) -> Result<i32> {
-    if let Command::Version = cli.command {
-        output::print(&format!("Client version: {}\n", env!("CARGO_PKG_VERSION")))?;
-        return Ok(0);
-    }
-    let conn = open(&cli).await?;
+    let cmd = match cli.command {
+        Command::Version => {
+            output::print(&format!("Client version: {}\n", env!("CARGO_PKG_VERSION")))?;
+            return Ok(0);
+        }
+        Command::Remote(cmd) => {
+            let path = config::config_path(cli.config.as_deref())?;
+            commands::remote::run(&path, cmd).await?;
+            return Ok(0);
+        }
+        cmd => cmd,
+    };
+    let path = config::config_path(cli.config.as_deref())?;
+    let conn = open(&path, cli.remote.as_deref()).await?;
     let c = &conn;
-    match cli.command {
-        Command::Version => {}
+    match cmd {
+        Command::Version | Command::Remote(_) => {}
         Command::Image(cmd) => commands::image::run(c, cmd).await?,
         Command::Launch(a) => instance::create(c, a, true).await?,
         Command::Init(a) => instance::create(c, a, false).await?,
@@ -141,7 +158,7 @@ async fn run(cli: Cli) -> Result<i32> {
             instance::apply(c, Verb::Delete { force: a.force }, a.names, a.no_wait).await?
         }
         Command::Exec(a) => return commands::exec::run(c, a).await,
-        Command::Cluster(cmd) => commands::cluster::run(c, cmd).await?,
+        Command::Cluster(cmd) => commands::cluster::run(c, &path, cmd).await?,
     }
     Ok(0)
 }
@@ -155,11 +172,10 @@ fn stop(a: &StopArgs, restart: bool) -> Verb {
     }
 }
 
-/// Loads the configuration, picks the remote and connects.
-async fn open(cli: &Cli) -> Result<Connection> {
-    let path = config::config_path(cli.config.as_deref())?;
-    let cfg = config::load(&path)?;
-    let remote = cfg.select(cli.remote.as_deref())?;
+/// Loads the configuration at `path`, picks the remote and connects.
+async fn open(path: &std::path::Path, remote: Option<&str>) -> Result<Connection> {
+    let cfg = config::load(path)?;
+    let remote = cfg.select(remote)?;
     connect::connect(&remote).await
 }
 
@@ -292,5 +308,57 @@ mod tests {
         assert!(parse(&["image", "info", "a", "--format", "yaml"]).is_ok());
         assert!(parse(&["image", "list", "--format", "xml"]).is_err());
         assert!(parse(&["cluster", "list", "-f", "json"]).is_ok());
+    }
+
+    #[test]
+    fn cluster_and_remote_commands_parse() {
+        use commands::cluster::{ClusterCommand as C, Role, TrustCommand};
+        let cli = parse(&["cluster", "add", "b", "--ttl", "30m"]).unwrap();
+        let Command::Cluster(C::Add(a)) = cli.command else {
+            panic!("not cluster add")
+        };
+        assert_eq!((a.name.as_str(), a.ttl), ("b", Some(1800)));
+        let cli = parse(&["cluster", "trust", "add", "ci", "--role", "operator"]).unwrap();
+        let Command::Cluster(C::Trust(TrustCommand::Add { token, role })) = cli.command else {
+            panic!("not trust add")
+        };
+        assert_eq!(
+            (token.name.as_str(), token.ttl, role),
+            ("ci", None, Role::Operator)
+        );
+        let cli = parse(&["cluster", "trust", "add", "ci"]).unwrap();
+        let Command::Cluster(C::Trust(TrustCommand::Add { role, .. })) = cli.command else {
+            panic!("not trust add")
+        };
+        assert_eq!(role, Role::Viewer);
+        assert!(parse(&["cluster", "trust", "add", "ci", "--role", "root"]).is_err());
+        let err = parse(&["cluster", "add", "b", "--ttl", "90"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("has no unit"), "{err}");
+        let cli = parse(&["cluster", "remove", "b", "--force"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Cluster(C::Remove { force: true, .. })
+        ));
+        assert!(parse(&["cluster", "show", "-f", "yaml"]).is_ok());
+        assert!(parse(&["cluster", "show", "-f", "csv"]).is_err());
+        let cli = parse(&["remote", "add", "lab", "10.0.0.1:8443", "--token", "T"]).unwrap();
+        let Command::Remote(RemoteCommand::Add {
+            name,
+            address,
+            token,
+        }) = cli.command
+        else {
+            panic!("not remote add")
+        };
+        assert_eq!(
+            (name.as_str(), address.as_str(), token.as_str()),
+            ("lab", "10.0.0.1:8443", "T")
+        );
+        assert!(parse(&["remote", "add", "lab", "10.0.0.1:8443"]).is_err());
+        assert!(parse(&["remote", "list", "-f", "json"]).is_ok());
+        assert!(parse(&["remote", "switch", "lab"]).is_ok());
+        assert!(parse(&["remote", "remove", "lab"]).is_ok());
     }
 }

@@ -1,6 +1,7 @@
 //! The Shoal node agent.
-pub mod image;
-pub mod daemon;
 pub mod cgroups;
+pub mod cluster;
+pub mod daemon;
+pub mod image;
 pub mod runtime;
 pub mod sys;

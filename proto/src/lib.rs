@@ -9,3 +9,9 @@ pub mod api {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("shoal.api.v1");
 }
+
+/// The internal API between members, `shoal.internal.v1` (Raft).
+pub mod internal {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("shoal.internal.v1");
+}

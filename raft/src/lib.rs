@@ -2,13 +2,14 @@
 //!
 //! `model` is pure: the replicated state, the commands that change it and the deterministic
 //! `apply`. Times and ids come inside the commands, so every replica applying the same log
-//! reaches the same state. `store` is the durable adapter (sled) that keeps the log and the
-//! applied state on disk.
+//! reaches the same state. `consensus` holds the adapters around it: openraft's type
+//! configuration, the sled log store and state machine, and Raft over gRPC.
 
+pub mod consensus;
 pub mod model;
-pub mod store;
 
 pub use model::{
-    apply, ClusterState, Command, CommandResult, ConfigError, DesiredState, Image, Instance,
-    InstanceConfig, InstanceName, InstanceStatus, Member, ModelError, ObservedState, Usage,
+    apply, CaRecord, ClusterState, Command, CommandResult, ConfigError, DesiredState, Identity,
+    Image, Instance, InstanceConfig, InstanceName, InstanceStatus, Member, ModelError,
+    ObservedState, Token, TokenKind, Usage,
 };

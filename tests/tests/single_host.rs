@@ -40,13 +40,23 @@ fn launch_exec_limits_and_daemon_restart() {
     assert_eq!(c1["config"]["limits.memory"], "64MiB");
 
     // PID 1 is busybox init.
-    let out = tb.shoal(&["exec", "c1", "--", "cat", "/proc/1/cmdline"]).ok();
-    assert!(out.stdout.starts_with("init") || out.stdout.contains("busybox"), "{out:?}");
+    let out = tb
+        .shoal(&["exec", "c1", "--", "cat", "/proc/1/cmdline"])
+        .ok();
+    assert!(
+        out.stdout.starts_with("init") || out.stdout.contains("busybox"),
+        "{out:?}"
+    );
     // Root is unprivileged on the host.
-    let out = tb.shoal(&["exec", "c1", "--", "cat", "/proc/self/uid_map"]).ok();
+    let out = tb
+        .shoal(&["exec", "c1", "--", "cat", "/proc/self/uid_map"])
+        .ok();
     let fields: Vec<&str> = out.stdout.split_whitespace().collect();
     assert_eq!(fields[0], "0", "{out:?}");
-    assert_ne!(fields[1], "0", "container root must not be host root: {out:?}");
+    assert_ne!(
+        fields[1], "0",
+        "container root must not be host root: {out:?}"
+    );
     assert_eq!(fields[2], "65536", "{out:?}");
     // The memory limit is visible inside.
     let out = tb
@@ -61,9 +71,15 @@ fn launch_exec_limits_and_daemon_restart() {
         .ok();
     assert_eq!(out.stdout.trim(), "67108864", "{out:?}");
     // Exit codes pass through; stdin, stdout and stderr are streamed.
-    assert_eq!(tb.shoal(&["exec", "c1", "--", "sh", "-c", "exit 7"]).code, 7);
+    assert_eq!(
+        tb.shoal(&["exec", "c1", "--", "sh", "-c", "exit 7"]).code,
+        7
+    );
     let out = tb.shoal(&["exec", "c1", "--", "sh", "-c", "echo out; echo err >&2"]);
-    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("out\n", "err\n"));
+    assert_eq!(
+        (out.stdout.as_str(), out.stderr.as_str()),
+        ("out\n", "err\n")
+    );
 
     // The daemon dies; the container does not notice.
     let pid = init_pid(&tb, "c1");
@@ -92,11 +108,15 @@ fn lifecycle_and_bad_input() {
     // Exec in a stopped instance.
     let out = tb.shoal(&["exec", "c2", "--", "true"]);
     assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("stopped") || out.stderr.contains("not running"), "{out:?}");
+    assert!(
+        out.stderr.contains("stopped") || out.stderr.contains("not running"),
+        "{out:?}"
+    );
 
     tb.shoal(&["start", "c2"]).ok();
     // A file written inside survives stop and start (the container's own layer).
-    tb.shoal(&["exec", "c2", "--", "sh", "-c", "echo kept > /root/file"]).ok();
+    tb.shoal(&["exec", "c2", "--", "sh", "-c", "echo kept > /root/file"])
+        .ok();
     tb.shoal(&["stop", "c2"]).ok();
     let list = tb.shoal(&["list", "--format", "json"]).ok().json();
     assert_eq!(instance(&list, "c2")["status"], "Stopped");
@@ -112,8 +132,14 @@ fn lifecycle_and_bad_input() {
         (&["launch", "nosuchimage", "x1"], "not found"),
         (&["launch", "busybox", "1bad"], "start with a letter"),
         (&["launch", "busybox", "c2"], "already exists"),
-        (&["launch", "busybox", "x2", "-c", "limits.memroy=1GiB"], "unknown configuration key"),
-        (&["launch", "busybox", "x3", "-c", "limits.memory=lots"], "lots"),
+        (
+            &["launch", "busybox", "x2", "-c", "limits.memroy=1GiB"],
+            "unknown configuration key",
+        ),
+        (
+            &["launch", "busybox", "x3", "-c", "limits.memory=lots"],
+            "lots",
+        ),
         (&["delete", "c2"], "--force"),
     ];
     for (args, needle) in cases {
@@ -122,7 +148,11 @@ fn lifecycle_and_bad_input() {
         assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
     }
     let list = tb.shoal(&["list", "--format", "json"]).ok().json();
-    assert_eq!(list.as_array().unwrap().len(), 1, "nothing was created: {list}");
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "nothing was created: {list}"
+    );
 
     // A corrupt image tarball.
     let bad = tb.host_dir("a").join("../../bad.tar.gz");

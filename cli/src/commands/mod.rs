@@ -4,3 +4,4 @@ pub(crate) mod cluster;
 pub(crate) mod exec;
 pub(crate) mod image;
 pub(crate) mod instance;
+pub(crate) mod remote;

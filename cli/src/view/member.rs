@@ -16,8 +16,11 @@ pub(crate) struct MemberView {
     /// "Online", "Offline" or "Evacuated".
     pub(crate) status: String,
     pub(crate) failure_domain: String,
-    pub(crate) architecture: String,
+    /// Set when something is degraded.
     pub(crate) message: String,
+    pub(crate) architecture: String,
+    /// Raft node id.
+    pub(crate) id: u64,
 }
 
 impl From<Member> for MemberView {
@@ -28,8 +31,9 @@ impl From<Member> for MemberView {
             roles: m.roles,
             status: m.status,
             failure_domain: m.failure_domain,
-            architecture: m.architecture,
             message: m.message,
+            architecture: m.architecture,
+            id: m.id,
         }
     }
 }
@@ -78,6 +82,7 @@ mod tests {
             failure_domain: "rack1".into(),
             message: "fully operational".into(),
             architecture: "x86_64".into(),
+            id: 7,
         })];
         let csv = render_list(Format::Csv, &v, table).unwrap();
         assert_eq!(
@@ -87,5 +92,20 @@ mod tests {
         let j = serde_json::to_value(&v).unwrap();
         assert_eq!(j[0]["roles"][0], "leader");
         assert_eq!(j[0]["failure_domain"], "rack1");
+        assert_eq!(j[0]["id"], 7);
+        // Fields print in the documented order.
+        let text = serde_json::to_string(&v[0]).unwrap();
+        let at = |k: &str| text.find(&format!("\"{k}\":")).unwrap();
+        let order = [
+            "name",
+            "address",
+            "roles",
+            "status",
+            "failure_domain",
+            "message",
+            "architecture",
+            "id",
+        ];
+        assert!(order.windows(2).all(|w| at(w[0]) < at(w[1])), "{text}");
     }
 }

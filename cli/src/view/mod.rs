@@ -5,6 +5,8 @@
 //! view here (one file per type). The JSON field names of these structs are
 //! the stable `--format json` interface.
 
+pub(crate) mod cluster;
 pub(crate) mod image;
 pub(crate) mod instance;
 pub(crate) mod member;
+pub(crate) mod remote;

@@ -431,6 +431,7 @@ impl cluster_server::Cluster for Fake {
             failure_domain: "default".into(),
             message: String::new(),
             architecture: "x86_64".into(),
+            id: 0,
         };
         Ok(Response::new(ListMembersResponse {
             members: vec![
@@ -438,5 +439,22 @@ impl cluster_server::Cluster for Fake {
                 m("node-1", &["leader", "voter"], "Online"),
             ],
         }))
+    }
+
+    // The cluster calls below are tested against real daemons in /work/main/tests.
+    async fn show(&self, _: Request<ShowClusterRequest>) -> Res<ShowClusterResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn create_token(&self, _: Request<CreateTokenRequest>) -> Res<CreateTokenResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn remove_member(&self, _: Request<RemoveMemberRequest>) -> Res<RemoveMemberResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn enroll(&self, _: Request<EnrollRequest>) -> Res<EnrollResponse> {
+        Err(Status::unimplemented("not in the fake"))
     }
 }

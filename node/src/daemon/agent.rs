@@ -156,7 +156,9 @@ async fn resync(ctx: &Arc<Ctx>, inflight: &Arc<Mutex<HashSet<InstanceName>>>) {
         };
         let seen = observed(&st);
         let pid = st.init_pid.map(i64::from);
-        if seen != inst.status.state || (seen == ObservedState::Running && pid != inst.status.init_pid) {
+        if seen != inst.status.state
+            || (seen == ObservedState::Running && pid != inst.status.init_pid)
+        {
             tracing::info!(instance = %inst.name, was = ?inst.status.state, now = ?seen, "observed a change");
             report(ctx, &inst, status_from(&st, inst.status.observed_revision)).await;
         }
@@ -272,9 +274,7 @@ fn converge_blocking(
     let st = rt.state(name).map_err(e)?;
     match inst.desired {
         DesiredState::Running => match st.status {
-            ContainerStatus::Running
-                if inst.restart_revision > inst.status.observed_revision =>
-            {
+            ContainerStatus::Running if inst.restart_revision > inst.status.observed_revision => {
                 rt.stop(name, timeout, inst.stop_force).map_err(e)?;
                 rt.start(name).map_err(e)?;
             }
@@ -291,7 +291,9 @@ fn converge_blocking(
             ContainerStatus::Running => rt.freeze(name).map_err(e)?,
             ContainerStatus::Frozen => {}
             ContainerStatus::Stopped => {
-                return Err(format!("instance {name} is stopped: start it before freezing"))
+                return Err(format!(
+                    "instance {name} is stopped: start it before freezing"
+                ))
             }
         },
         DesiredState::Deleted => unreachable!("handled above"),

@@ -27,6 +27,10 @@ pub struct DaemonArgs {
     /// Address other members and clients use to reach this one (default: --listen).
     #[arg(long, env = "SHOALD_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Join an existing cluster with a token from `shoal cluster add NAME` (first start only;
+    /// ignored once this member has joined).
+    #[arg(long, env = "SHOALD_JOIN")]
+    pub join: Option<String>,
     /// Failure domain of this host (rack, room...).
     #[arg(long, default_value = "default")]
     pub failure_domain: String,

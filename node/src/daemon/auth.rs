@@ -1,10 +1,18 @@
 //! Who is calling, and may they: every RPC is checked against the role in the caller's
 //! client certificate. The TLS layer has already verified the certificate against the
-//! cluster CA; here we read its role and deny what it does not allow.
+//! cluster CA (a connection without a certificate is let through TLS only so that `Join`
+//! and `Enroll` can work, and is refused by every other call here).
+//!
+//! A member may forward a client's call to another member (exec to the instance's host);
+//! it then names the original caller in the `x-shoal-on-behalf-of` header (`name;role`),
+//! which is believed only from a member certificate.
 
 use tonic::{Request, Status};
 
-use super::pki::{identity_of, Role};
+use crate::cluster::pki::{identity_of, Role};
+
+/// Header a forwarding member sets to name the original caller.
+pub const ON_BEHALF_OF: &str = "x-shoal-on-behalf-of";
 
 /// The verified identity of a caller.
 #[derive(Debug, Clone)]
@@ -13,19 +21,39 @@ pub struct Caller {
     pub role: Role,
 }
 
-/// Identifies the caller of `req` from its TLS client certificate.
-pub fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
-    let certs = req
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+fn certificate_identity<T>(req: &Request<T>) -> Result<Caller, Status> {
+    let certs = req.peer_certs().ok_or_else(|| {
+        tracing::warn!("refused a call without a client certificate");
+        Status::unauthenticated("a client certificate issued by this cluster is required")
+    })?;
+    let leaf = certs.first().ok_or_else(|| {
+        tracing::warn!("refused a call without a client certificate");
+        Status::unauthenticated("a client certificate issued by this cluster is required")
+    })?;
     let (name, role) = identity_of(leaf.as_ref()).ok_or_else(|| {
         tracing::warn!("refused a certificate without a shoal role");
         Status::permission_denied("the client certificate carries no shoal role")
     })?;
     Ok(Caller { name, role })
+}
+
+/// Identifies the caller of `req`, following a member's `on-behalf-of` header.
+pub fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
+    let c = certificate_identity(req)?;
+    if c.role == Role::Member {
+        if let Some(v) = req.metadata().get(ON_BEHALF_OF) {
+            let v = v
+                .to_str()
+                .map_err(|_| Status::invalid_argument("bad on-behalf-of header"))?;
+            let (name, role) = v
+                .split_once(';')
+                .and_then(|(n, r)| Some((n.to_string(), Role::parse(r)?)))
+                .filter(|(_, r)| *r != Role::Member)
+                .ok_or_else(|| Status::invalid_argument("bad on-behalf-of header"))?;
+            return Ok(Caller { name, role });
+        }
+    }
+    Ok(c)
 }
 
 /// Checks that the caller of `req` holds at least `min` (viewer < operator < admin).
@@ -40,6 +68,20 @@ pub fn require<T>(req: &Request<T>, min: Role, action: &str) -> Result<Caller, S
             c.role.as_str(),
             c.name,
             min.as_str()
+        )));
+    }
+    Ok(c)
+}
+
+/// Checks that `req` comes from another member.
+pub fn require_member<T>(req: &Request<T>) -> Result<Caller, Status> {
+    let c = certificate_identity(req)?;
+    if c.role != Role::Member {
+        tracing::warn!(caller = %c.name, role = c.role.as_str(), "refused a non-member on the internal API");
+        return Err(Status::permission_denied(format!(
+            "{} '{}' is not a cluster member: the internal API is for members only",
+            c.role.as_str(),
+            c.name
         )));
     }
     Ok(c)

@@ -1,16 +1,88 @@
-//! The `Cluster` service: members and their state.
+//! The public `Cluster` service: members and their roles and liveness (as the leader sees
+//! them: non-leaders forward), the Raft view, tokens, removal, and client enrolment.
 
 use shoal_proto::api as pb;
+use shoal_raft::{Command, Identity, Token, TokenKind};
 use std::sync::Arc;
+use std::time::Duration;
 use tonic::{Request, Response, Status};
 
-use super::auth::require;
+use super::auth::{require, Caller, ON_BEHALF_OF};
 use super::ctx::Ctx;
-use super::pki::Role;
+use super::membership::sign;
+use super::ops::now_ms;
+use crate::cluster::pki::Role;
+use crate::cluster::roles::{roles, Role as MemberRole};
+use crate::cluster::token::{new_secret, sha256_hex, JoinToken};
+use crate::cluster::trust::pem_fingerprint;
+
+/// Default token lifetime.
+const TOKEN_TTL: Duration = Duration::from_secs(3 * 3600);
 
 /// The cluster service.
 pub struct ClusterService {
     pub(crate) ctx: Arc<Ctx>,
+}
+
+impl ClusterService {
+    /// A client for the leader's public API, if another member leads.
+    fn leader_client(
+        &self,
+    ) -> Option<pb::cluster_client::ClusterClient<tonic::transport::Channel>> {
+        let node = self.ctx.state.node();
+        let (id, leader) = node.leader()?;
+        if id == node.id {
+            return None;
+        }
+        let ch = node.peers.channel(&leader.addr).ok()?;
+        Some(pb::cluster_client::ClusterClient::new(ch))
+    }
+
+    fn local_members(&self, degraded: Option<String>) -> Vec<pb::Member> {
+        let node = self.ctx.state.node();
+        let leading = node.is_leader();
+        self.ctx.state.read(|s| {
+            let roles = roles(node, &s.members);
+            let mut v: Vec<pb::Member> = s
+                .members
+                .values()
+                .map(|m| {
+                    let role = roles.get(&m.name).copied().unwrap_or(MemberRole::Pending);
+                    let online = leading && node.is_online(&m.name);
+                    let (status, message) = match (&degraded, online) {
+                        (Some(why), _) if m.name != node.name => ("Unknown".into(), why.clone()),
+                        (_, true) => ("Online".to_string(), String::new()),
+                        _ if m.name == node.name => ("Online".into(), String::new()),
+                        _ => (
+                            "Offline".to_string(),
+                            "no heartbeat from this member".to_string(),
+                        ),
+                    };
+                    pb::Member {
+                        name: m.name.clone(),
+                        address: m.address.clone(),
+                        roles: role.names(),
+                        status,
+                        failure_domain: m.failure_domain.clone(),
+                        message,
+                        architecture: m.architecture.clone(),
+                        id: m.id,
+                    }
+                })
+                .collect();
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            v
+        })
+    }
+}
+
+fn forwarded<T>(msg: T, caller: &Caller) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.set_timeout(Duration::from_secs(5));
+    if let Ok(v) = format!("{};{}", caller.name, caller.role.as_str()).parse() {
+        req.metadata_mut().insert(ON_BEHALF_OF, v);
+    }
+    req
 }
 
 #[tonic::async_trait]
@@ -19,26 +91,239 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
-        require(&req, Role::Viewer, "list members")?;
-        let me = self.ctx.node.clone();
+        let caller = require(&req, Role::Viewer, "list members")?;
+        let node = self.ctx.state.node();
+        if node.is_leader() {
+            return Ok(Response::new(pb::ListMembersResponse {
+                members: self.local_members(None),
+            }));
+        }
+        if let Some(mut client) = self.leader_client() {
+            if let Ok(r) = client
+                .list_members(forwarded(pb::ListMembersRequest {}, &caller))
+                .await
+            {
+                return Ok(r);
+            }
+        }
+        let why = "no leader reachable: this member's view may be stale".to_string();
+        Ok(Response::new(pb::ListMembersResponse {
+            members: self.local_members(Some(why)),
+        }))
+    }
+
+    async fn show(
+        &self,
+        req: Request<pb::ShowClusterRequest>,
+    ) -> Result<Response<pb::ShowClusterResponse>, Status> {
+        let caller = require(&req, Role::Viewer, "show the cluster")?;
+        let node = self.ctx.state.node();
+        if !node.is_leader() {
+            if let Some(mut client) = self.leader_client() {
+                if let Ok(r) = client
+                    .show(forwarded(pb::ShowClusterRequest {}, &caller))
+                    .await
+                {
+                    return Ok(r);
+                }
+            }
+        }
+        let m = node.raft.metrics().borrow().clone();
+        let last = m.last_log_index.unwrap_or(0);
+        let roles = self.ctx.state.read(|s| roles(node, &s.members));
         let members = self.ctx.state.read(|s| {
             s.members
                 .values()
-                .map(|m| pb::Member {
-                    name: m.name.clone(),
-                    address: m.address.clone(),
-                    roles: if m.name == me {
-                        vec!["leader".into(), "voter".into()]
+                .map(|mem| {
+                    let matched = if mem.id == node.id {
+                        last
                     } else {
-                        vec!["voter".into()]
-                    },
-                    status: if m.name == me { "Online" } else { "Unknown" }.into(),
-                    failure_domain: m.failure_domain.clone(),
-                    message: String::new(),
-                    architecture: m.architecture.clone(),
+                        m.replication
+                            .as_ref()
+                            .and_then(|r| r.get(&mem.id).cloned().flatten())
+                            .map(|l| l.index)
+                            .unwrap_or(0)
+                    };
+                    let role = roles.get(&mem.name).copied().unwrap_or(MemberRole::Pending);
+                    pb::MemberProgress {
+                        name: mem.name.clone(),
+                        id: mem.id,
+                        role: role.names()[0].clone(),
+                        matched_index: matched,
+                        lag: last.saturating_sub(matched),
+                    }
                 })
                 .collect()
         });
-        Ok(Response::new(pb::ListMembersResponse { members }))
+        let leader = node.leader().map(|(_, n)| n.name).unwrap_or_default();
+        Ok(Response::new(pb::ShowClusterResponse {
+            leader,
+            term: m.current_term,
+            commit_index: m.last_applied.map(|c| c.index).unwrap_or(0),
+            last_log_index: last,
+            members,
+            answered_by: node.name.clone(),
+        }))
+    }
+
+    async fn create_token(
+        &self,
+        req: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        require(&req, Role::Admin, "create tokens")?;
+        let r = req.into_inner();
+        shoal_raft::InstanceName::new(&r.name)
+            .map_err(|e| Status::invalid_argument(e.to_string().replace("instance name", "name")))?;
+        let kind = match r.kind.as_str() {
+            "" | "member" => TokenKind::Member,
+            "client" => {
+                let role = if r.role.is_empty() { "viewer" } else { r.role.as_str() };
+                if !matches!(role, "admin" | "operator" | "viewer") {
+                    return Err(Status::invalid_argument(format!(
+                        "unknown role '{role}': use admin, operator or viewer"
+                    )));
+                }
+                TokenKind::Client { role: role.into() }
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown token kind '{other}': use member or client"
+                )))
+            }
+        };
+        let (ca_pem, addresses) = self.ctx.state.read(|s| {
+            (
+                s.ca.as_ref().map(|c| c.cert_pem.clone()),
+                s.members.values().map(|m| m.address.clone()).collect::<Vec<_>>(),
+            )
+        });
+        let ca_pem = ca_pem.ok_or_else(|| Status::unavailable("the cluster CA is not set yet"))?;
+        let fingerprint = pem_fingerprint(&ca_pem)
+            .ok_or_else(|| Status::internal("the cluster CA certificate does not parse"))?;
+        let ttl = if r.ttl_seconds == 0 {
+            TOKEN_TTL
+        } else {
+            Duration::from_secs(r.ttl_seconds as u64)
+        };
+        let now = now_ms();
+        let expires_at_ms = now + ttl.as_millis() as i64;
+        let secret = new_secret().map_err(|e| Status::internal(e.to_string()))?;
+        let is_client = matches!(kind, TokenKind::Client { .. });
+        let token = JoinToken {
+            v: 1,
+            name: r.name.clone(),
+            secret,
+            fingerprint,
+            addresses,
+            expires_at_ms,
+            ca_pem: is_client.then_some(ca_pem),
+        };
+        self.ctx
+            .state
+            .submit(Command::CreateToken {
+                token: Token {
+                    name: r.name.clone(),
+                    kind,
+                    secret_hash: token.secret_hash(),
+                    created_at_ms: now,
+                    expires_at_ms,
+                },
+            })
+            .await?;
+        Ok(Response::new(pb::CreateTokenResponse {
+            token: token.encode(),
+            expires_at_ms,
+        }))
+    }
+
+    async fn remove_member(
+        &self,
+        req: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::RemoveMemberResponse>, Status> {
+        require(&req, Role::Admin, "remove members")?;
+        let r = req.into_inner();
+        let (exists, used) = self.ctx.state.read(|s| {
+            (
+                s.members.contains_key(&r.name),
+                s.instances_on(&r.name).map(|i| i.name.to_string()).collect::<Vec<_>>(),
+            )
+        });
+        if !exists {
+            return Err(Status::not_found(format!("member '{}' not found", r.name)));
+        }
+        if !used.is_empty() && !r.force {
+            return Err(Status::failed_precondition(format!(
+                "member '{}' holds instances ({}): move or delete them, or remove with --force",
+                r.name,
+                used.join(", ")
+            )));
+        }
+        let node = self.ctx.state.node();
+        if !r.force && r.name != node.name && !node.is_online(&r.name) && node.is_leader() {
+            return Err(Status::failed_precondition(format!(
+                "member '{}' is offline: remove it with --force",
+                r.name
+            )));
+        }
+        self.ctx
+            .state
+            .submit(Command::RemoveMember { name: r.name })
+            .await?;
+        Ok(Response::new(pb::RemoveMemberResponse {}))
+    }
+
+    async fn enroll(
+        &self,
+        req: Request<pb::EnrollRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
+        let r = req.into_inner();
+        let hash = sha256_hex(r.secret.as_bytes());
+        let role = self
+            .ctx
+            .state
+            .read(|s| {
+                s.tokens
+                    .values()
+                    .find(|t| t.secret_hash == hash)
+                    .map(|t| t.kind.clone())
+            })
+            .and_then(|k| match k {
+                TokenKind::Client { role } => Role::parse(&role),
+                TokenKind::Member => None,
+            })
+            .ok_or_else(|| {
+                tracing::warn!(client = %r.name, "enrolment with an unknown token refused");
+                Status::permission_denied("token refused: unknown, used, forged or not a client token")
+            })?;
+        let (cert_pem, ca_pem) = sign(&self.ctx, &r.csr_pem, &r.name, role, &[])?;
+        let fingerprint = pem_fingerprint(&cert_pem).unwrap_or_default();
+        self.ctx
+            .state
+            .submit(Command::Enroll {
+                secret_hash: hash,
+                now_ms: now_ms(),
+                identity: Identity {
+                    name: r.name.clone(),
+                    role: role.as_str().into(),
+                    fingerprint,
+                    created_at_ms: now_ms(),
+                },
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(client = %r.name, error = %e, "enrolment refused");
+                Status::from(e)
+            })?;
+        let addresses = self
+            .ctx
+            .state
+            .read(|s| s.members.values().map(|m| m.address.clone()).collect());
+        tracing::info!(client = %r.name, role = role.as_str(), "client enrolled");
+        Ok(Response::new(pb::EnrollResponse {
+            cert_pem,
+            ca_pem,
+            addresses,
+            role: role.as_str().into(),
+        }))
     }
 }

@@ -1,6 +1,5 @@
 //! One mapping from the daemon's errors to gRPC status codes.
 
-use shoal_raft::store::StoreError;
 use shoal_raft::ModelError;
 use thiserror::Error;
 use tonic::{Code, Status};
@@ -12,8 +11,6 @@ use crate::image::ImageError;
 pub enum ApiError {
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("state store: {0}")]
-    Store(StoreError),
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error("{0}")]
@@ -32,27 +29,20 @@ pub enum ApiError {
     Internal(String),
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Refused(m) => ApiError::Model(m),
-            other => ApiError::Store(other),
-        }
-    }
-}
-
 fn model_code(e: &ModelError) -> Code {
     match e {
         ModelError::InvalidName { .. }
         | ModelError::Config(_)
         | ModelError::InvalidAlias { .. } => Code::InvalidArgument,
-        ModelError::InstanceExists(_) | ModelError::ImageExists(_) => Code::AlreadyExists,
+        ModelError::InstanceExists(_)
+        | ModelError::ImageExists(_)
+        | ModelError::MemberExists(_)
+        | ModelError::AlreadyBootstrapped => Code::AlreadyExists,
+        ModelError::TokenRefused(_) => Code::PermissionDenied,
         ModelError::InstanceNotFound(_)
         | ModelError::ImageNotFound(_)
         | ModelError::MemberNotFound(_) => Code::NotFound,
-        ModelError::ImageInUse { .. } | ModelError::WrongState { .. } => {
-            Code::FailedPrecondition
-        }
+        ModelError::ImageInUse { .. } | ModelError::WrongState { .. } => Code::FailedPrecondition,
         ModelError::VersionConflict { .. } | ModelError::StalePlacement { .. } => Code::Aborted,
     }
 }
@@ -76,7 +66,6 @@ impl From<ApiError> for Status {
     fn from(e: ApiError) -> Status {
         let code = match &e {
             ApiError::Model(m) => model_code(m),
-            ApiError::Store(_) => Code::Unavailable,
             ApiError::Image(ie) => image_code(ie),
             ApiError::InvalidArgument(_) => Code::InvalidArgument,
             ApiError::NotFound(_) => Code::NotFound,

@@ -154,8 +154,16 @@ impl ExecHandler {
             uid: start.uid,
             gid: start.gid,
             tty: start.tty.then(|| {
-                let rows = if start.rows == 0 { 24 } else { start.rows.min(u16::MAX as u32) as u16 };
-                let cols = if start.cols == 0 { 80 } else { start.cols.min(u16::MAX as u32) as u16 };
+                let rows = if start.rows == 0 {
+                    24
+                } else {
+                    start.rows.min(u16::MAX as u32) as u16
+                };
+                let cols = if start.cols == 0 {
+                    80
+                } else {
+                    start.cols.min(u16::MAX as u32) as u16
+                };
                 (rows, cols)
             }),
         };
@@ -200,7 +208,10 @@ impl ExecHandler {
                     }
                     Ok(Some(Input::Resize(sz))) => {
                         if let Some(t) = &tty {
-                            let _ = t.resize(sz.rows.min(u16::MAX as u32) as u16, sz.cols.min(u16::MAX as u32) as u16);
+                            let _ = t.resize(
+                                sz.rows.min(u16::MAX as u32) as u16,
+                                sz.cols.min(u16::MAX as u32) as u16,
+                            );
                         }
                     }
                     Ok(Some(Input::Start(_))) | Ok(None) => {}
@@ -212,7 +223,8 @@ impl ExecHandler {
         // Command to client: output, then the exit code.
         tokio::spawn(async move {
             let out = tokio::spawn(pump(stdout, tx.clone(), pb::exec_output::Output::Stdout));
-            let err = stderr.map(|e| tokio::spawn(pump(e, tx.clone(), pb::exec_output::Output::Stderr)));
+            let err =
+                stderr.map(|e| tokio::spawn(pump(e, tx.clone(), pb::exec_output::Output::Stderr)));
             let code = exit_code(control).await;
             let drain = async {
                 let _ = out.await;

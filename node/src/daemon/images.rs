@@ -13,7 +13,7 @@ use super::convert;
 use super::ctx::Ctx;
 use super::error::ApiError;
 use super::ops::now_ms;
-use super::pki::Role;
+use crate::cluster::pki::Role;
 use crate::image::ImportLimits;
 
 /// The images service.
@@ -27,9 +27,7 @@ impl ImagesService {
             .state
             .read(|s| s.resolve_image(name).cloned())
             .ok_or_else(|| {
-                Status::not_found(format!(
-                    "image '{name}' not found (see `shoal image list`)"
-                ))
+                Status::not_found(format!("image '{name}' not found (see `shoal image list`)"))
             })
     }
 }
@@ -63,10 +61,7 @@ impl pb::images_server::Images for ImagesService {
             }
         };
         for alias in &header.aliases {
-            let taken = self
-                .ctx
-                .state
-                .read(|s| s.aliases.get(alias).cloned());
+            let taken = self.ctx.state.read(|s| s.aliases.get(alias).cloned());
             if taken.is_some() {
                 return Err(Status::already_exists(format!(
                     "alias '{alias}' already exists: delete it with `shoal image alias delete {alias}` or move it with `shoal image alias set`"
@@ -76,7 +71,11 @@ impl pb::images_server::Images for ImagesService {
         let limits = ImportLimits::default();
         std::fs::create_dir_all(&self.ctx.spool_dir)
             .map_err(|e| ApiError::Internal(format!("creating the spool dir: {e}")))?;
-        let spool = Spool(self.ctx.spool_dir.join(format!("import-{}-{}", now_ms(), std::process::id())));
+        let spool = Spool(self.ctx.spool_dir.join(format!(
+            "import-{}-{}",
+            now_ms(),
+            std::process::id()
+        )));
         let mut file = std::fs::File::create(&spool.0)
             .map_err(|e| ApiError::Internal(format!("creating {}: {e}", spool.0.display())))?;
         let mut total: u64 = 0;
@@ -136,7 +135,9 @@ impl pb::images_server::Images for ImagesService {
             return Err(ApiError::Internal("add image returned no image".into()).into());
         };
         tracing::info!(fingerprint = %img.fingerprint, size = img.size, "image imported");
-        Ok(Response::new(self.ctx.state.read(|s| convert::image(s, &img))))
+        Ok(Response::new(
+            self.ctx.state.read(|s| convert::image(s, &img)),
+        ))
     }
 
     async fn list(
@@ -154,7 +155,9 @@ impl pb::images_server::Images for ImagesService {
     async fn get(&self, req: Request<pb::GetImageRequest>) -> Result<Response<pb::Image>, Status> {
         require(&req, Role::Viewer, "read images")?;
         let img = self.resolve(&req.get_ref().image)?;
-        Ok(Response::new(self.ctx.state.read(|s| convert::image(s, &img))))
+        Ok(Response::new(
+            self.ctx.state.read(|s| convert::image(s, &img)),
+        ))
     }
 
     async fn delete(
@@ -192,7 +195,9 @@ impl pb::images_server::Images for ImagesService {
                 fingerprint: img.fingerprint.clone(),
             })
             .await?;
-        Ok(Response::new(self.ctx.state.read(|s| convert::image(s, &img))))
+        Ok(Response::new(
+            self.ctx.state.read(|s| convert::image(s, &img)),
+        ))
     }
 
     async fn delete_alias(

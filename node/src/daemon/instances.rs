@@ -12,7 +12,7 @@ use super::convert;
 use super::ctx::Ctx;
 use super::error::ApiError;
 use super::ops::{now_ms, track_instance, Goal};
-use super::pki::Role;
+use crate::cluster::pki::Role;
 use shoal_raft::ObservedState;
 
 /// The instances service.
@@ -59,13 +59,7 @@ impl InstancesService {
         };
         let op = self.ctx.ops.start(format!("{what} instance {name}"), name);
         let snap = op.snapshot();
-        track_instance(
-            self.ctx.state.clone(),
-            op,
-            key,
-            inst.desired_revision,
-            goal,
-        );
+        track_instance(self.ctx.state.clone(), op, key, inst.desired_revision, goal);
         Ok(Response::new(snap))
     }
 }
@@ -80,9 +74,12 @@ impl pb::instances_server::Instances for InstancesService {
         let r = req.into_inner();
         let key = name_of(&r.name)?;
         let config: BTreeMap<String, String> = r.config.into_iter().collect();
-        InstanceConfig::parse(&config).map_err(|e| Status::from(ApiError::from(shoal_raft::ModelError::from(e))))?;
+        InstanceConfig::parse(&config)
+            .map_err(|e| Status::from(ApiError::from(shoal_raft::ModelError::from(e))))?;
         if r.image.is_empty() {
-            return Err(Status::invalid_argument("an image is required (alias or fingerprint)"));
+            return Err(Status::invalid_argument(
+                "an image is required (alias or fingerprint)",
+            ));
         }
         let known = self.ctx.state.read(|s| s.resolve_image(&r.image).is_some());
         if !known {
@@ -92,7 +89,10 @@ impl pb::instances_server::Instances for InstancesService {
             )));
         }
         if !r.target.is_empty() && r.target != self.ctx.node {
-            let members = self.ctx.state.read(|s| s.members.keys().cloned().collect::<Vec<_>>());
+            let members = self
+                .ctx
+                .state
+                .read(|s| s.members.keys().cloned().collect::<Vec<_>>());
             return Err(Status::not_found(format!(
                 "unknown target host '{}' (members: {})",
                 r.target,
@@ -119,7 +119,10 @@ impl pb::instances_server::Instances for InstancesService {
         } else {
             (Goal::State(ObservedState::Stopped), "create")
         };
-        let op = self.ctx.ops.start(format!("{verb} instance {}", r.name), &r.name);
+        let op = self
+            .ctx
+            .ops
+            .start(format!("{verb} instance {}", r.name), &r.name);
         let snap = op.snapshot();
         track_instance(self.ctx.state.clone(), op, key, inst.desired_revision, goal);
         Ok(Response::new(snap))

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::require;
 use super::ctx::Ctx;
-use super::pki::Role;
+use crate::cluster::pki::Role;
 
 /// The operations service.
 pub struct OperationsService {
@@ -52,7 +52,11 @@ impl pb::operations_server::Operations for OperationsService {
             .ops
             .watch(&r.id)
             .ok_or_else(|| Status::not_found(format!("operation '{}' not found", r.id)))?;
-        let secs = if r.timeout_seconds == 0 { 300 } else { r.timeout_seconds };
+        let secs = if r.timeout_seconds == 0 {
+            300
+        } else {
+            r.timeout_seconds
+        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs as u64);
         let stream = async_stream(move |tx| async move {
             loop {

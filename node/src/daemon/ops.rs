@@ -67,7 +67,10 @@ impl OpHandle {
         let ops = self.ops.clone();
         tokio::spawn(async move {
             tokio::time::sleep(KEEP_DONE).await;
-            ops.ops.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            ops.ops
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
         });
     }
 

@@ -1,34 +1,114 @@
-//! Start-up and serving: certificates, state, image store, runtime, agent, and the gRPC
-//! server over mutual TLS.
+//! Start-up and serving: this member's identity (bootstrap a new cluster, or join one with a
+//! token), the Raft node, image store, runtime, agent and leader tasks, and the gRPC server
+//! over mutual TLS (public API, membership, Raft).
 
 use anyhow::{bail, Context, Result};
+use openraft::Raft;
+use serde::{Deserialize, Serialize};
 use shoal_proto::api as pb;
-use shoal_raft::{Command, InstanceName, Member};
+use shoal_proto::internal as ipb;
+use shoal_raft::consensus::{self, GrpcNetworkFactory, MemberNode, RaftGrpcService};
+use shoal_raft::{CaRecord, Command, InstanceName, Member};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use std::time::Duration;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
 
 use super::args::DaemonArgs;
+use super::auth::require_member;
 use super::cluster::ClusterService;
 use super::ctx::Ctx;
 use super::exec::ExecHandler;
 use super::images::ImagesService;
 use super::instances::InstancesService;
+use super::membership::{heartbeat_loop, MembershipService};
 use super::operations::OperationsService;
 use super::ops::{now_ms, Operations};
 use super::state::StateHandle;
-use super::{agent, pki};
+use super::agent;
+use crate::cluster::pki::{self, TlsFiles};
+use crate::cluster::{join, roles, ClusterNode, Peers};
 use crate::image::ImageStore;
 use crate::runtime::{Runtime, RuntimeConfig};
 
 /// A short directory for this daemon's unix sockets (sun_path is limited to 108 bytes, and
 /// data directories can be long), unique per data directory.
-pub(crate) fn run_dir(data_dir: &Path) -> std::path::PathBuf {
+pub(crate) fn run_dir(data_dir: &Path) -> PathBuf {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     data_dir.hash(&mut h);
-    std::path::PathBuf::from(format!("/run/shoal/{:012x}", h.finish() & 0xffff_ffff_ffff))
+    PathBuf::from(format!("/run/shoal/{:012x}", h.finish() & 0xffff_ffff_ffff))
+}
+
+/// Who this member is, written once it has bootstrapped or joined.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MemberFile {
+    id: u64,
+    name: String,
+    /// Whether this member created the cluster (and must initialise Raft).
+    bootstrap: bool,
+}
+
+fn write_file(path: &Path, data: &str, mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(data.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Establishes this member's identity: from disk, by joining, or by bootstrapping.
+async fn identity(args: &DaemonArgs, data: &Path, advertise: &str, host_ip: &str) -> Result<MemberFile> {
+    let file = data.join("member.json");
+    let tls_dir = data.join("tls");
+    if let Ok(bytes) = std::fs::read(&file) {
+        let m: MemberFile = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is damaged", file.display()))?;
+        if m.name != args.name {
+            bail!(
+                "the data directory {} belongs to member '{}', not '{}'",
+                data.display(),
+                m.name,
+                args.name
+            );
+        }
+        return Ok(m);
+    }
+    let m = if let Some(token) = &args.join {
+        let j = join::join(token, &args.name, advertise, &args.failure_domain, now_ms())
+            .await
+            .context("joining the cluster")?;
+        std::fs::create_dir_all(&tls_dir)?;
+        let files = TlsFiles::in_dir(&tls_dir);
+        write_file(&files.ca_cert, &j.ca_pem, 0o644)?;
+        write_file(&files.server_key, &j.key_pem, 0o600)?;
+        write_file(&files.server_cert, &j.cert_pem, 0o644)?;
+        tracing::info!(node_id = j.node_id, "joined the cluster");
+        MemberFile {
+            id: j.node_id,
+            name: args.name.clone(),
+            bootstrap: false,
+        }
+    } else {
+        pki::ensure(&tls_dir, &args.name, &[host_ip.to_string()]).context("preparing certificates")?;
+        MemberFile {
+            id: 1,
+            name: args.name.clone(),
+            bootstrap: true,
+        }
+    };
+    write_file(&file, &serde_json::to_string_pretty(&m)?, 0o644)?;
+    Ok(m)
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Containers keep running after it returns.
@@ -40,10 +120,9 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             args.name
         );
     }
-    let listen: SocketAddr = args
-        .listen
-        .parse()
-        .with_context(|| format!("--listen '{}' is not an address like 198.18.0.2:8443", args.listen))?;
+    let listen: SocketAddr = args.listen.parse().with_context(|| {
+        format!("--listen '{}' is not an address like 198.18.0.2:8443", args.listen)
+    })?;
     let advertise = args.advertise.clone().unwrap_or_else(|| args.listen.clone());
     let data = std::fs::canonicalize(&args.data_dir)
         .or_else(|_| {
@@ -51,33 +130,46 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             std::fs::canonicalize(&args.data_dir)
         })
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
-
     let host_ip = advertise
         .rsplit_once(':')
         .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
         .unwrap_or_default();
-    let tls = pki::ensure(&data.join("tls"), &args.name, &[host_ip])
-        .context("preparing certificates")?;
-    let state = StateHandle::open(&data.join("state")).context("opening the cluster state")?;
 
-    let me = Member {
-        name: args.name.clone(),
-        address: advertise.clone(),
-        architecture: std::env::consts::ARCH.to_string(),
-        failure_domain: args.failure_domain.clone(),
-        joined_at_ms: now_ms(),
-    };
-    let known = state.read(|s| s.members.get(&args.name).cloned());
-    if known.as_ref().map(|m| (&m.address, &m.failure_domain)) != Some((&me.address, &me.failure_domain)) {
-        let member = Member {
-            joined_at_ms: known.map(|k| k.joined_at_ms).unwrap_or(me.joined_at_ms),
-            ..me
-        };
-        state
-            .submit(Command::RegisterMember { member })
-            .await
-            .context("registering this member")?;
-    }
+    let me = identity(&args, &data, &advertise, &host_ip).await?;
+    let tls = TlsFiles::in_dir(&data.join("tls"));
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let ca_pem = read(&tls.ca_cert)?;
+    let cert_pem = read(&tls.server_cert)?;
+    let key_pem = read(&tls.server_key)?;
+    // Present the CA with our certificate, so a joining host can check its fingerprint.
+    let mut chain = cert_pem.clone();
+    chain.extend_from_slice(&ca_pem);
+    let client_tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&ca_pem))
+        .identity(Identity::from_pem(&cert_pem, &key_pem))
+        .domain_name(pki::SERVER_NAME);
+
+    let (log, sm) = consensus::open(&data.join("raft"))
+        .await
+        .context("opening the Raft store")?;
+    let shared = sm.state();
+    let config = Arc::new(
+        consensus::raft_config("shoal")
+            .validate()
+            .context("Raft configuration")?,
+    );
+    let network = GrpcNetworkFactory::new(me.id, client_tls.clone());
+    let raft = Raft::new(me.id, config, network, log, sm)
+        .await
+        .context("starting Raft")?;
+    let node = Arc::new(ClusterNode::new(
+        me.id,
+        args.name.clone(),
+        raft.clone(),
+        shared,
+        Peers::new(client_tls),
+    ));
+    let state = StateHandle::new(node.clone());
 
     let images = Arc::new(ImageStore::open(&data.join("images")).context("opening the image store")?);
     let exe = std::env::current_exe().context("finding the shoald binary")?;
@@ -92,7 +184,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     );
     let ctx = Arc::new(Ctx {
         node: args.name.clone(),
-        state,
+        state: state.clone(),
         ops: Operations::default(),
         images,
         runtime,
@@ -100,17 +192,21 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     });
     let _ = std::fs::remove_dir_all(&ctx.spool_dir);
 
-    tokio::spawn(agent::run(ctx.clone()));
-
-    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let tls_config = ServerTlsConfig::new()
-        .identity(Identity::from_pem(read(&tls.server_cert)?, read(&tls.server_key)?))
-        .client_ca_root(Certificate::from_pem(read(&tls.ca_cert)?));
-
+        .identity(Identity::from_pem(&chain, &key_pem))
+        .client_ca_root(Certificate::from_pem(&ca_pem))
+        .client_auth_optional(true);
     let instances = InstancesService {
         ctx: ctx.clone(),
         exec: ExecHandler { ctx: ctx.clone() },
     };
+    let raft_service = tonic::service::interceptor::InterceptedService::new(
+        RaftGrpcService::new(raft.clone())
+            .into_server()
+            .max_decoding_message_size(consensus::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(consensus::MAX_MESSAGE_BYTES),
+        |req: tonic::Request<()>| require_member(&req).map(|_| req),
+    );
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("installing a SIGTERM handler");
@@ -120,8 +216,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         }
         tracing::info!("shutting down; containers keep running");
     };
-    tracing::info!(node = %ctx.node, %listen, "serving the Shoal API over mutual TLS");
-    Server::builder()
+    let server = Server::builder()
         .tls_config(tls_config)
         .context("configuring TLS")?
         .add_service(pb::instances_server::InstancesServer::new(instances))
@@ -130,8 +225,87 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             ctx: ctx.clone(),
         }))
         .add_service(pb::cluster_server::ClusterServer::new(ClusterService { ctx: ctx.clone() }))
-        .serve_with_shutdown(listen, shutdown)
-        .await
-        .with_context(|| format!("serving on {listen}"))?;
-    Ok(())
+        .add_service(ipb::membership_server::MembershipServer::new(MembershipService {
+            ctx: ctx.clone(),
+        }))
+        .add_service(raft_service)
+        .serve_with_shutdown(listen, shutdown);
+    tracing::info!(node = %ctx.node, id = me.id, %listen, "serving the Shoal API over mutual TLS");
+    let serving = tokio::spawn(server);
+
+    if me.bootstrap {
+        bootstrap(&node, &args, &advertise, &tls).await?;
+    }
+    register(&state, &args, &advertise, me.id).await;
+
+    tokio::spawn(agent::run(ctx.clone()));
+    tokio::spawn(heartbeat_loop(ctx.clone()));
+    tokio::spawn(roles::run(node.clone(), roles::RolePolicy::default()));
+
+    let r = serving.await.context("server task")?;
+    let _ = raft.shutdown().await;
+    r.with_context(|| format!("serving on {listen}"))
+}
+
+/// Creates the cluster on its first member: a one-voter Raft group, then the CA and this
+/// member as the first command.
+async fn bootstrap(node: &ClusterNode, args: &DaemonArgs, advertise: &str, tls: &TlsFiles) -> Result<()> {
+    if !node.raft.is_initialized().await.context("reading Raft state")? {
+        let mut members = BTreeMap::new();
+        members.insert(
+            node.id,
+            MemberNode {
+                name: args.name.clone(),
+                addr: advertise.to_string(),
+            },
+        );
+        node.raft
+            .initialize(members)
+            .await
+            .context("initialising the Raft group")?;
+    }
+    if node.shared.read(|s| s.ca.is_some()) {
+        return Ok(());
+    }
+    let ca = CaRecord {
+        cert_pem: std::fs::read_to_string(&tls.ca_cert)?,
+        key_pem: std::fs::read_to_string(&tls.ca_key)?,
+    };
+    let member = Member {
+        id: node.id,
+        name: args.name.clone(),
+        address: advertise.to_string(),
+        architecture: std::env::consts::ARCH.to_string(),
+        failure_domain: args.failure_domain.clone(),
+        joined_at_ms: now_ms(),
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match node.submit(Command::Bootstrap { ca: ca.clone(), member: member.clone() }).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, "waiting to bootstrap");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => bail!("bootstrapping the cluster: {e}"),
+        }
+    }
+}
+
+/// Keeps this member's record (address, failure domain) up to date.
+async fn register(state: &StateHandle, args: &DaemonArgs, advertise: &str, id: u64) {
+    let known = state.read(|s| s.members.get(&args.name).cloned());
+    let Some(known) = known else { return };
+    if known.address == advertise && known.failure_domain == args.failure_domain {
+        return;
+    }
+    let member = Member {
+        id,
+        address: advertise.to_string(),
+        failure_domain: args.failure_domain.clone(),
+        ..known
+    };
+    if let Err(e) = state.submit(Command::RegisterMember { member }).await {
+        tracing::warn!(error = %e, "updating this member's record failed");
+    }
 }

@@ -1,54 +1,50 @@
-//! The daemon's handle on the cluster state: serialised, durable writes and a revision
-//! channel that wakes whoever waits for a change (the agent loop, operation waiters).
+//! The daemon's handle on the cluster state: commits go through Raft (directly on the
+//! leader, forwarded otherwise); reads come from this member's applied replica; a revision
+//! channel wakes whoever waits for a change (the agent loop, operation waiters).
 
-use shoal_raft::store::{LocalStore, StoreError};
 use shoal_raft::{ClusterState, Command, CommandResult};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::error::ApiError;
+use crate::cluster::{ClusterNode, SubmitError};
 
-/// Shared handle on the state store.
+/// Shared handle on the replicated state.
 #[derive(Clone)]
 pub struct StateHandle {
-    store: Arc<Mutex<LocalStore>>,
-    revision: watch::Sender<u64>,
+    node: Arc<ClusterNode>,
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
 }
 
 impl StateHandle {
-    /// Opens the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let store = LocalStore::open(dir)?;
-        let (revision, _) = watch::channel(store.state().revision);
-        Ok(Self {
-            store: Arc::new(Mutex::new(store)),
-            revision,
-        })
+    /// A handle on `node`'s state.
+    pub fn new(node: Arc<ClusterNode>) -> Self {
+        Self { node }
     }
 
-    /// Appends a command durably and applies it.
+    /// The cluster node behind the handle.
+    pub fn node(&self) -> &Arc<ClusterNode> {
+        &self.node
+    }
+
+    /// Commits a command and returns the model's answer.
     pub async fn submit(&self, cmd: Command) -> Result<CommandResult, ApiError> {
-        let store = self.store.clone();
-        let (result, rev) = tokio::task::spawn_blocking(move || {
-            let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
-            let r = s.append(&cmd);
-            (r, s.state().revision)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("state writer panicked: {e}")))?;
-        self.revision.send_replace(rev);
-        Ok(result?)
+        let resp = self.node.submit(cmd).await?;
+        Ok(resp.result?)
     }
 
-    /// Runs `f` on the current state.
+    /// Runs `f` on this member's applied state.
     pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
-        let s = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        f(s.state())
+        self.node.shared.read(f)
     }
 
-    /// A receiver that changes whenever a command is applied.
+    /// A receiver that changes whenever a command is applied here.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.revision.subscribe()
+        self.node.shared.subscribe()
     }
 }

@@ -28,15 +28,5 @@ pub use config::{ContainerConfig, RuntimeConfig};
 pub use error::RuntimeError;
 pub use exec_session::{ExecControl, ExecSession, TtyResizer};
 pub use idmap::{IdRange, IdmapAllocator, IDMAP_BASE, IDMAP_SIZE};
-pub use monitor::monitor_main;
+pub use monitor::{monitor_main, DENIED_SYSCALLS, DROPPED_CAPS};
 pub use types::{ContainerState, ContainerStatus, ExecRequest};
-
-/// Capabilities dropped from every container process (number, name).
-pub fn dropped_capabilities() -> &'static [(u32, &'static str)] {
-    &monitor::DROPPED_CAPS
-}
-
-/// Syscalls denied with EPERM in every container process (name, x86_64 nr, i386 nr).
-pub fn denied_syscalls() -> &'static [(&'static str, i64, Option<u32>)] {
-    &monitor::DENIED_SYSCALLS
-}

@@ -97,7 +97,7 @@ fn unprivileged_container_is_isolated() {
         assert!(status.contains("Seccomp:\t2"), "{who}: {status}");
         let bnd = status.lines().find(|l| l.starts_with("CapBnd:")).unwrap();
         let bnd = u64::from_str_radix(bnd.split_whitespace().nth(1).unwrap(), 16).unwrap();
-        for (cap, name) in shoal_node::runtime::dropped_capabilities() {
+        for (cap, name) in shoal_node::runtime::DROPPED_CAPS.iter() {
             assert_eq!(bnd & (1 << cap), 0, "{who} still has {name}");
         }
         assert_ne!(

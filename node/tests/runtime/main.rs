@@ -3,12 +3,14 @@
 //! Every test has its own directories and cgroup group and cleans up on drop.
 //!
 //! `isolation`: what a container sees and cannot do; `lifecycle`: start, stop, freeze,
-//! persistence, adoption, deletion and errors.
+//! persistence, adoption, deletion and errors; `robustness`: monitor failure, CVE
+//! defences, live limits, async exec.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod isolation;
 mod lifecycle;
+mod robustness;
 
 use std::fs;
 

@@ -15,7 +15,10 @@ fn validate_alias(alias: &str) -> Result<(), ModelError> {
     if alias.is_empty() || alias.len() > 255 {
         return Err(bad("an alias has 1 to 255 characters"));
     }
-    if alias.chars().any(|c| c.is_whitespace() || c == '/' || c.is_control()) {
+    if alias
+        .chars()
+        .any(|c| c.is_whitespace() || c == '/' || c.is_control())
+    {
         return Err(bad("white space and '/' are not allowed"));
     }
     if alias.len() >= 12 && alias.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -51,6 +54,11 @@ pub fn apply(
             state.members.insert(member.name.clone(), member.clone());
             Ok(CommandResult::Done)
         }
+        Command::Bootstrap { .. }
+        | Command::CreateToken { .. }
+        | Command::Join { .. }
+        | Command::Enroll { .. }
+        | Command::RemoveMember { .. } => super::apply_cluster::apply_cluster(state, cmd),
         Command::AddImage {
             image,
             aliases,
@@ -261,6 +269,7 @@ mod tests {
     fn base() -> ClusterState {
         let mut s = ClusterState::default();
         let member = Member {
+            id: 1,
             name: "a".into(),
             address: "198.18.0.2:8443".into(),
             architecture: "x86_64".into(),

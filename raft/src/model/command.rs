@@ -4,13 +4,31 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::state::{DesiredState, Image, Instance, InstanceStatus, Member};
+use super::state::{CaRecord, DesiredState, Identity, Image, Instance, InstanceStatus, Member, Token};
 
 /// A change to the cluster state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Adds a member or updates its address.
     RegisterMember { member: Member },
+    /// First command of a new cluster: its CA and its first member (id 1).
+    Bootstrap { ca: CaRecord, member: Member },
+    /// Records a join or enrolment token (only its hash).
+    CreateToken { token: Token },
+    /// Consumes a member token and adds the member with the next free id, atomically.
+    Join {
+        secret_hash: String,
+        now_ms: i64,
+        member: Member,
+    },
+    /// Consumes a client token and records the identity, atomically.
+    Enroll {
+        secret_hash: String,
+        now_ms: i64,
+        identity: Identity,
+    },
+    /// Removes a member from the cluster record.
+    RemoveMember { name: String },
     /// Adds an image (or, if known, records another host holding it) and sets aliases.
     AddImage {
         image: Image,
@@ -63,6 +81,8 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandResult {
     Done,
+    /// A member joined with this Raft node id.
+    Member(u64),
     Instance(Box<Instance>),
     Image(Box<Image>),
 }

@@ -119,11 +119,10 @@ impl InstanceConfig {
                 }
                 "limits.cpu" => c.cpu_millicores = Some(parse_millicores(k, v)?),
                 "limits.processes" => {
-                    let n: u64 = v
-                        .parse()
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| invalid(k, v, "expected a whole number of at least 1"))?;
+                    let n: u64 =
+                        v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                            invalid(k, v, "expected a whole number of at least 1")
+                        })?;
                     c.processes = Some(n);
                 }
                 "security.privileged" => c.privileged = parse_bool(k, v)?,
@@ -154,7 +153,13 @@ impl InstanceConfig {
                         key: k.clone(),
                         known: KNOWN_KEYS
                             .iter()
-                            .map(|k| if k.ends_with('.') { format!("{k}*") } else { k.to_string() })
+                            .map(|k| {
+                                if k.ends_with('.') {
+                                    format!("{k}*")
+                                } else {
+                                    k.to_string()
+                                }
+                            })
                             .collect::<Vec<_>>()
                             .join(", "),
                     })
@@ -210,7 +215,10 @@ mod tests {
     fn bad_values_name_key_and_fix() {
         let e = InstanceConfig::parse(&map(&[("limits.memory", "lots")])).unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("limits.memory") && s.contains("lots") && s.contains("64MiB"), "{s}");
+        assert!(
+            s.contains("limits.memory") && s.contains("lots") && s.contains("64MiB"),
+            "{s}"
+        );
         for (k, v) in [
             ("limits.cpu", "-1"),
             ("limits.cpu", "many"),
@@ -228,6 +236,9 @@ mod tests {
     fn unknown_key_lists_known_ones() {
         let e = InstanceConfig::parse(&map(&[("limits.memroy", "1GiB")])).unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("limits.memroy") && s.contains("limits.memory"), "{s}");
+        assert!(
+            s.contains("limits.memroy") && s.contains("limits.memory"),
+            "{s}"
+        );
     }
 }

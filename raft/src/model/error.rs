@@ -1,9 +1,10 @@
 //! Errors of the model: each names what was refused and why.
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A configuration key or value that is not acceptable.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum ConfigError {
     #[error("unknown configuration key '{key}' (known keys: {known})")]
     UnknownKey { key: String, known: String },
@@ -16,7 +17,7 @@ pub enum ConfigError {
 }
 
 /// A command that cannot be applied. Applying a refused command changes nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum ModelError {
     #[error("invalid instance name '{name}': {reason}")]
     InvalidName { name: String, reason: String },
@@ -53,6 +54,12 @@ pub enum ModelError {
         state: String,
         hint: String,
     },
+    #[error("token refused: {0}")]
+    TokenRefused(String),
+    #[error("member '{0}' already exists")]
+    MemberExists(String),
+    #[error("the cluster is already bootstrapped")]
+    AlreadyBootstrapped,
     #[error("invalid alias '{alias}': {reason}")]
     InvalidAlias { alias: String, reason: String },
 }

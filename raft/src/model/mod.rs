@@ -1,9 +1,11 @@
 //! The pure cluster-state model: no I/O, no clocks, no randomness.
 
 mod apply;
+mod apply_cluster;
 mod command;
 mod config;
 mod error;
+mod keys;
 mod names;
 mod state;
 
@@ -11,7 +13,9 @@ pub use apply::apply;
 pub use command::{Command, CommandResult};
 pub use config::{parse_bytes, InstanceConfig, KNOWN_KEYS};
 pub use error::{ConfigError, ModelError};
+pub use keys::{touched, StateKey};
 pub use names::InstanceName;
 pub use state::{
-    ClusterState, DesiredState, Image, Instance, InstanceStatus, Member, ObservedState, Usage,
+    CaRecord, ClusterState, DesiredState, Identity, Image, Instance, InstanceStatus, Member,
+    ObservedState, Token, TokenKind, Usage,
 };

@@ -15,11 +15,61 @@ pub struct ClusterState {
     /// Alias to image fingerprint.
     pub aliases: BTreeMap<String, String>,
     pub instances: BTreeMap<InstanceName, Instance>,
+    /// The cluster CA (certificate and key, PEM), set at bootstrap, so that whichever
+    /// voter leads can issue certificates.
+    #[serde(default)]
+    pub ca: Option<CaRecord>,
+    /// Outstanding join and enrolment tokens, by the name they were issued for.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, Token>,
+    /// Enrolled client identities, by name.
+    #[serde(default)]
+    pub identities: BTreeMap<String, Identity>,
+}
+
+/// The cluster CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRecord {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// What a token admits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenKind {
+    /// A host joining as a member.
+    Member,
+    /// A client enrolling with this role (`admin`, `operator`, `viewer`).
+    Client { role: String },
+}
+
+/// A single-use, expiring token. Only the hash of its secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub name: String,
+    pub kind: TokenKind,
+    /// sha256 of the secret, hex.
+    pub secret_hash: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// An enrolled client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub name: String,
+    pub role: String,
+    /// sha256 of its certificate (DER), hex.
+    pub fingerprint: String,
+    pub created_at_ms: i64,
 }
 
 /// A host of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
+    /// Raft node id, allocated when the member joins (the bootstrap member is 1).
+    #[serde(default)]
+    pub id: u64,
     pub name: String,
     /// host:port of its API.
     pub address: String,

@@ -85,7 +85,9 @@ fn monitor_pid(name: &str) -> Option<i32> {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         if args.get(1).map(String::as_str) == Some("monitor")
-            && args.iter().any(|a| a.ends_with(&format!("/{name}")) || a == name)
+            && args
+                .iter()
+                .any(|a| a.ends_with(&format!("/{name}")) || a == name)
         {
             return Some(pid);
         }
@@ -134,7 +136,9 @@ pub fn crun_cycles(bundle: &Path, runs: usize) -> Result<()> {
         if !st.success() {
             bail!("crun run failed");
         }
-        let st = Command::new("crun").args(["delete", "--force", &id]).status()?;
+        let st = Command::new("crun")
+            .args(["delete", "--force", &id])
+            .status()?;
         if !st.success() {
             bail!("crun delete failed");
         }
@@ -170,7 +174,9 @@ fn crun(rootfs: &Path, work: &Path, runs: usize) -> Result<Vec<Duration>> {
 
 /// Idle RSS of a fresh `shoald` on loopback, in KiB.
 fn shoald_idle_rss(work: &Path) -> Result<u64> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut child = Command::new(bin_dir().join("shoald"))
         .args(["--name", "bench", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
@@ -240,11 +246,17 @@ pub fn run(runs: usize) -> Result<()> {
         );
     }
     match monitor_kib {
-        Some(k) => println!("monitor RSS per container: {:.1} MiB (LXC's monitor: about 3 MB)", k as f64 / 1024.0),
+        Some(k) => println!(
+            "monitor RSS per container: {:.1} MiB (LXC's monitor: about 3 MB)",
+            k as f64 / 1024.0
+        ),
         None => println!("monitor RSS per container: not found"),
     }
     match shoald_idle_rss(work.path()) {
-        Ok(k) => println!("shoald idle RSS: {:.1} MiB (LXD's daemon: 55 to 85 MB)", k as f64 / 1024.0),
+        Ok(k) => println!(
+            "shoald idle RSS: {:.1} MiB (LXD's daemon: 55 to 85 MB)",
+            k as f64 / 1024.0
+        ),
         Err(e) => println!("shoald idle RSS: not measured ({e:#})"),
     }
     Ok(())

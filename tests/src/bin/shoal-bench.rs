@@ -15,7 +15,10 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("runtime") => {
             let runs = match args.get(1).map(String::as_str) {
-                Some("--runs") => args.get(2).and_then(|n| n.parse().ok()).unwrap_or_else(|| usage()),
+                Some("--runs") => args
+                    .get(2)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| usage()),
                 None => 20,
                 _ => usage(),
             };
@@ -26,7 +29,10 @@ fn main() -> Result<()> {
         }
         Some("crun-cycles") => {
             let bundle = args.get(1).unwrap_or_else(|| usage());
-            let runs = args.get(2).and_then(|n| n.parse().ok()).unwrap_or_else(|| usage());
+            let runs = args
+                .get(2)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| usage());
             shoal_tests::bench::runtime::crun_cycles(Path::new(bundle), runs)
         }
         _ => usage(),

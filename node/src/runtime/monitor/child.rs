@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
@@ -94,9 +95,6 @@ fn wait_release(sock: BorrowedFd<'_>, want: Handshake) -> Result<Vec<OwnedFd>, W
 }
 
 fn setup(plan: &ChildPlan, sock: BorrowedFd<'_>) -> Result<Infallible, WireError> {
-    // If the monitor dies, the container dies with it: nobody would supervise it.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-        .map_err(fail("setting the parent death signal"))?;
     let image = wait_release(sock, Handshake::Image)?
         .into_iter()
         .next()
@@ -148,6 +146,23 @@ fn setup(plan: &ChildPlan, sock: BorrowedFd<'_>) -> Result<Infallible, WireError
     hardening::drop_capabilities()?;
     hardening::apply_seccomp(&plan.seccomp)?;
     sys::reset_signals().map_err(fail("resetting signal dispositions"))?;
+    // If the monitor dies, the container dies with it: nobody would supervise it. Set
+    // last, because every credential change (setresuid, capset) clears it; then make sure
+    // the monitor did not die before it was set.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(fail("setting the parent death signal"))?;
+    let mut fds = [PollFd::new(sock, PollFlags::POLLIN)];
+    if poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+    {
+        return Err(WireError::new(
+            "checking the monitor",
+            Errno::ESRCH,
+            "monitor gone",
+        ));
+    }
     // No descriptor of the monitor may reach init (CVE-2024-21626): everything above
     // stdio is closed by the exec.
     sys::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC).map_err(fail("close_range"))?;

@@ -31,7 +31,7 @@ use super::super::protocol::WireError;
 use crate::sys;
 
 /// Capabilities removed from every container process, with their numbers.
-pub(crate) const DROPPED_CAPS: [(u32, &str); 12] = [
+pub const DROPPED_CAPS: [(u32, &str); 12] = [
     (16, "CAP_SYS_MODULE"),
     (17, "CAP_SYS_RAWIO"),
     (25, "CAP_SYS_TIME"),
@@ -52,7 +52,7 @@ pub(crate) fn dropped_mask() -> u64 {
 }
 
 /// Denied syscalls: name, x86_64 number, i386 number (if the syscall exists there).
-pub(crate) const DENIED_SYSCALLS: [(&str, i64, Option<u32>); 25] = [
+pub const DENIED_SYSCALLS: [(&str, i64, Option<u32>); 25] = [
     ("acct", 163, Some(51)),
     ("add_key", 248, Some(286)),
     ("bpf", 321, Some(357)),

@@ -6,8 +6,8 @@
 //! admin client identity `admin.crt`, `admin.key`. Keys are written with mode 0600.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use std::fs;
 use std::io::Write;
@@ -151,7 +151,9 @@ impl CertificateAuthority {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let cert = params.self_signed(&key).map_err(gen("the CA certificate"))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(gen("the CA certificate"))?;
         let key_pem = key.serialize_pem();
         Ok((
             Self {
@@ -180,6 +182,20 @@ impl CertificateAuthority {
         &self.cert_pem
     }
 
+    /// Loads the CA from PEM strings (the replicated cluster CA).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        let parse = |source| PkiError::Parse {
+            path: PathBuf::from("<cluster state>"),
+            source,
+        };
+        let key = KeyPair::from_pem(key_pem).map_err(parse)?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(parse)?;
+        Ok(Self {
+            cert_pem: cert_pem.to_string(),
+            issuer,
+        })
+    }
+
     /// Issues a certificate for `name` with `role`. Member certificates carry the server
     /// name and the given addresses as subject alternative names. Returns (cert, key) PEM.
     pub fn issue(
@@ -189,36 +205,79 @@ impl CertificateAuthority {
         addresses: &[String],
     ) -> Result<(String, String), PkiError> {
         let key = KeyPair::generate().map_err(gen("a key"))?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        dn.push(DnType::OrganizationName, "shoal");
-        dn.push(DnType::OrganizationalUnitName, role.as_str());
-        params.distinguished_name = dn;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        if role == Role::Member {
-            params
-                .extended_key_usages
-                .push(ExtendedKeyUsagePurpose::ServerAuth);
-            let mut sans = vec![SERVER_NAME.to_string(), name.to_string()];
-            sans.extend(addresses.iter().cloned());
-            for s in sans {
-                let san = match s.parse::<std::net::IpAddr>() {
-                    Ok(ip) => SanType::IpAddress(ip),
-                    Err(_) => SanType::DnsName(s.try_into().map_err(gen("a DNS name"))?),
-                };
-                params.subject_alt_names.push(san);
-            }
-        }
+        let params = leaf_params(name, role, addresses)?;
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(gen("a certificate"))?;
         Ok((cert.pem(), key.serialize_pem()))
     }
+
+    /// Signs a certificate signing request. Only the CSR's public key is used: the subject,
+    /// role and names are ours. Returns the certificate PEM.
+    pub fn sign_csr(
+        &self,
+        csr_pem: &str,
+        name: &str,
+        role: Role,
+        addresses: &[String],
+    ) -> Result<String, PkiError> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|source| {
+            PkiError::Parse {
+                path: PathBuf::from("<certificate signing request>"),
+                source,
+            }
+        })?;
+        csr.params = leaf_params(name, role, addresses)?;
+        let cert = csr.signed_by(&self.issuer).map_err(gen("a certificate"))?;
+        Ok(cert.pem())
+    }
+}
+
+/// A new key and a certificate signing request for it: (key PEM, CSR PEM).
+pub fn new_csr(name: &str) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate().map_err(gen("a key"))?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    params.distinguished_name = dn;
+    let csr = params
+        .serialize_request(&key)
+        .map_err(gen("a certificate signing request"))?;
+    let pem = csr.pem().map_err(gen("a certificate signing request"))?;
+    Ok((key.serialize_pem(), pem))
+}
+
+fn leaf_params(
+    name: &str,
+    role: Role,
+    addresses: &[String],
+) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn.push(DnType::OrganizationName, "shoal");
+    dn.push(DnType::OrganizationalUnitName, role.as_str());
+    params.distinguished_name = dn;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    if role == Role::Member {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
+        let mut sans = vec![SERVER_NAME.to_string(), name.to_string()];
+        sans.extend(addresses.iter().cloned());
+        for s in sans {
+            let san = match s.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(s.try_into().map_err(gen("a DNS name"))?),
+            };
+            params.subject_alt_names.push(san);
+        }
+    }
+    Ok(params)
 }
 
 /// Makes sure `dir` holds a CA, this member's certificate and an admin identity, creating
@@ -254,7 +313,12 @@ pub fn ensure(dir: &Path, node: &str, addresses: &[String]) -> Result<TlsFiles, 
 pub fn identity_of(cert_der: &[u8]) -> Option<(String, Role)> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     let subject = cert.subject();
-    let cn = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let cn = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     let ou = subject
         .iter_organizational_unit()
         .next()?
@@ -274,9 +338,16 @@ mod tests {
         let files = ensure(dir.path(), "a", &["198.18.0.2".into()]).unwrap();
         let ca1 = fs::read(&files.ca_cert).unwrap();
         ensure(dir.path(), "a", &[]).unwrap();
-        assert_eq!(ca1, fs::read(&files.ca_cert).unwrap(), "CA must not be regenerated");
+        assert_eq!(
+            ca1,
+            fs::read(&files.ca_cert).unwrap(),
+            "CA must not be regenerated"
+        );
         let mode = fs::metadata(&files.ca_key).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
 
         let pem = fs::read_to_string(&files.admin_cert).unwrap();
         let der = pem_to_der(&pem);
@@ -286,6 +357,25 @@ mod tests {
             identity_of(&pem_to_der(&pem)),
             Some(("a".into(), Role::Member))
         );
+    }
+
+    #[test]
+    fn csr_signing_sets_our_subject_and_role() {
+        let (ca, _) = CertificateAuthority::generate("t").unwrap();
+        let (_key, csr) = new_csr("b").unwrap();
+        let cert = ca
+            .sign_csr(&csr, "b", Role::Member, &["198.18.1.3".into()])
+            .unwrap();
+        assert_eq!(
+            identity_of(&pem_to_der(&cert)),
+            Some(("b".into(), Role::Member))
+        );
+        let cert = ca.sign_csr(&csr, "alice", Role::Viewer, &[]).unwrap();
+        assert_eq!(
+            identity_of(&pem_to_der(&cert)),
+            Some(("alice".into(), Role::Viewer))
+        );
+        assert!(ca.sign_csr("garbage", "x", Role::Admin, &[]).is_err());
     }
 
     fn pem_to_der(pem: &str) -> Vec<u8> {

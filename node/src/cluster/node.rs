@@ -1,0 +1,197 @@
+//! This member's place in the cluster: its Raft instance, the replicated state it applies,
+//! and how it gets a command committed from wherever it is (directly when it leads, through
+//! the leader otherwise).
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::Raft;
+use shoal_proto::internal as ipb;
+use shoal_raft::consensus::{CommandResponse, MemberNode, NodeId, SharedState, TypeConfig};
+use shoal_raft::Command;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+use super::peers::Peers;
+
+/// How long a write may take before it is reported as not committed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A member not heard from for this long is Offline.
+pub const OFFLINE_AFTER: Duration = Duration::from_secs(5);
+
+/// Why a command could not be committed.
+#[derive(Debug, Error)]
+pub enum SubmitError {
+    #[error("no leader could commit the write within {0:?}: a majority of the voters may be down or cut off (the write may still be applied later)")]
+    NoQuorum(Duration),
+    #[error("the cluster has no leader right now (election in progress or no quorum); retry shortly")]
+    NoLeader,
+    #[error("forwarding to the leader {leader} failed: {status}")]
+    Forward { leader: String, status: String },
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// This member in the cluster.
+pub struct ClusterNode {
+    pub id: NodeId,
+    pub name: String,
+    pub raft: Raft<TypeConfig>,
+    pub shared: SharedState,
+    pub peers: Peers,
+    /// The leader's view of liveness: member name -> last heartbeat.
+    liveness: Mutex<HashMap<String, Instant>>,
+    /// When this member last became leader (a grace period for liveness).
+    leader_since: Mutex<Option<Instant>>,
+}
+
+impl ClusterNode {
+    /// Wraps a started Raft instance.
+    pub fn new(
+        id: NodeId,
+        name: String,
+        raft: Raft<TypeConfig>,
+        shared: SharedState,
+        peers: Peers,
+    ) -> Self {
+        Self {
+            id,
+            name,
+            raft,
+            shared,
+            peers,
+            liveness: Mutex::new(HashMap::new()),
+            leader_since: Mutex::new(None),
+        }
+    }
+
+    /// The current leader, if known.
+    pub fn leader(&self) -> Option<(NodeId, MemberNode)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node))
+    }
+
+    /// Whether this member leads now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// Commits `cmd`, directly or through the leader, within [`WRITE_TIMEOUT`].
+    pub async fn submit(&self, cmd: Command) -> Result<CommandResponse, SubmitError> {
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(if self.leader().is_some() {
+                    SubmitError::NoQuorum(WRITE_TIMEOUT)
+                } else {
+                    SubmitError::NoLeader
+                });
+            }
+            match self.leader() {
+                Some((id, _)) if id == self.id => {
+                    match tokio::time::timeout(left, self.raft.client_write(cmd.clone())).await {
+                        Ok(Ok(resp)) => return Ok(resp.data),
+                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Ok(Err(e)) => return Err(SubmitError::Raft(e.to_string())),
+                        Err(_) => return Err(SubmitError::NoQuorum(WRITE_TIMEOUT)),
+                    }
+                }
+                Some((_, node)) => match self.forward(&node, &cmd, left).await {
+                    Ok(r) => return Ok(r),
+                    Err(Retry::Yes) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(Retry::No(e)) => return Err(e),
+                },
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: &MemberNode,
+        cmd: &Command,
+        left: Duration,
+    ) -> Result<CommandResponse, Retry> {
+        let fail = |status: String| {
+            Retry::No(SubmitError::Forward {
+                leader: leader.name.clone(),
+                status,
+            })
+        };
+        let ch = self
+            .peers
+            .channel(&leader.addr)
+            .map_err(|e| fail(e.to_string()))?;
+        let mut client = ipb::membership_client::MembershipClient::new(ch);
+        let mut req = tonic::Request::new(ipb::SubmitRequest {
+            command_json: serde_json::to_vec(cmd).expect("commands serialize"),
+        });
+        req.set_timeout(left);
+        match client.submit(req).await {
+            Ok(r) => serde_json::from_slice(&r.into_inner().response_json)
+                .map_err(|e| fail(format!("bad response: {e}"))),
+            // Not the leader any more, or not reachable: ask again who leads.
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::FailedPrecondition | tonic::Code::Unavailable
+                ) =>
+            {
+                Err(Retry::Yes)
+            }
+            Err(s) if s.code() == tonic::Code::DeadlineExceeded => {
+                Err(Retry::No(SubmitError::NoQuorum(WRITE_TIMEOUT)))
+            }
+            Err(s) => Err(fail(s.message().to_string())),
+        }
+    }
+
+    /// Records a heartbeat from `name` (on the leader).
+    pub fn heard_from(&self, name: &str) {
+        self.liveness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), Instant::now());
+    }
+
+    /// Notes that this member (still) leads; starts the grace period on a new leadership.
+    pub fn note_leadership(&self, leading: bool) {
+        let mut since = self.leader_since.lock().unwrap_or_else(|p| p.into_inner());
+        match (leading, since.is_some()) {
+            (true, false) => *since = Some(Instant::now()),
+            (false, true) => *since = None,
+            _ => {}
+        }
+    }
+
+    /// Whether `name` is online, as the leader sees it.
+    pub fn is_online(&self, name: &str) -> bool {
+        if name == self.name {
+            return true;
+        }
+        let grace = self
+            .leader_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed() < OFFLINE_AFTER)
+            .unwrap_or(false);
+        let seen = self
+            .liveness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .map(|t| t.elapsed() < OFFLINE_AFTER)
+            .unwrap_or(false);
+        seen || grace
+    }
+}
+
+enum Retry {
+    Yes,
+    No(SubmitError),
+}

@@ -1,0 +1,155 @@
+//! The internal `Membership` service: joins (token-authenticated, before the host has a
+//! certificate), writes forwarded by other members to the leader, and heartbeats.
+
+use shoal_proto::internal as ipb;
+use shoal_raft::consensus::CommandResponse;
+use shoal_raft::{Command, CommandResult, Member};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+use super::auth::require_member;
+use super::ctx::Ctx;
+use super::error::ApiError;
+use super::ops::now_ms;
+use crate::cluster::pki::{CertificateAuthority, Role};
+use crate::cluster::token::sha256_hex;
+
+/// The membership service.
+pub struct MembershipService {
+    pub(crate) ctx: Arc<Ctx>,
+}
+
+/// Signs a certificate for `name` with the replicated cluster CA.
+pub(crate) fn sign(
+    ctx: &Ctx,
+    csr_pem: &str,
+    name: &str,
+    role: Role,
+    addresses: &[String],
+) -> Result<(String, String), Status> {
+    let ca = ctx
+        .state
+        .read(|s| s.ca.clone())
+        .ok_or_else(|| Status::unavailable("the cluster CA is not replicated here yet; retry"))?;
+    let authority = CertificateAuthority::from_pem(&ca.cert_pem, &ca.key_pem)
+        .map_err(|e| Status::internal(format!("loading the cluster CA: {e}")))?;
+    let cert = authority
+        .sign_csr(csr_pem, name, role, addresses)
+        .map_err(|e| Status::invalid_argument(format!("bad certificate signing request: {e}")))?;
+    Ok((cert, ca.cert_pem))
+}
+
+#[tonic::async_trait]
+impl ipb::membership_server::Membership for MembershipService {
+    async fn join(
+        &self,
+        req: Request<ipb::JoinRequest>,
+    ) -> Result<Response<ipb::JoinReply>, Status> {
+        let r = req.into_inner();
+        shoal_raft::InstanceName::new(&r.name).map_err(|e| {
+            Status::invalid_argument(e.to_string().replace("instance name", "member name"))
+        })?;
+        if r.address.parse::<std::net::SocketAddr>().is_err() {
+            return Err(Status::invalid_argument(format!(
+                "member address '{}' is not host:port",
+                r.address
+            )));
+        }
+        let host = r.address.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
+        // Sign first, so a bad CSR consumes nothing.
+        let (cert_pem, ca_pem) = sign(&self.ctx, &r.csr_pem, &r.name, Role::Member, &[host])?;
+        let member = Member {
+            id: 0,
+            name: r.name.clone(),
+            address: r.address.clone(),
+            architecture: r.architecture.clone(),
+            failure_domain: if r.failure_domain.is_empty() {
+                "default".into()
+            } else {
+                r.failure_domain.clone()
+            },
+            joined_at_ms: now_ms(),
+        };
+        let res = self
+            .ctx
+            .state
+            .submit(Command::Join {
+                secret_hash: sha256_hex(r.secret.as_bytes()),
+                now_ms: now_ms(),
+                member,
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(member = %r.name, error = %e, "join refused");
+                Status::from(e)
+            })?;
+        let CommandResult::Member(node_id) = res else {
+            return Err(ApiError::Internal("join returned no node id".into()).into());
+        };
+        tracing::info!(member = %r.name, node_id, address = %r.address, "member joined");
+        let addresses = self
+            .ctx
+            .state
+            .read(|s| s.members.values().map(|m| m.address.clone()).collect());
+        Ok(Response::new(ipb::JoinReply {
+            node_id,
+            cert_pem,
+            ca_pem,
+            addresses,
+        }))
+    }
+
+    async fn submit(
+        &self,
+        req: Request<ipb::SubmitRequest>,
+    ) -> Result<Response<ipb::SubmitReply>, Status> {
+        require_member(&req)?;
+        let node = self.ctx.state.node();
+        if !node.is_leader() {
+            return Err(Status::failed_precondition("not the leader"));
+        }
+        let cmd: Command = serde_json::from_slice(&req.get_ref().command_json)
+            .map_err(|e| Status::invalid_argument(format!("bad command: {e}")))?;
+        let resp: CommandResponse = node.submit(cmd).await.map_err(ApiError::from)?;
+        Ok(Response::new(ipb::SubmitReply {
+            response_json: serde_json::to_vec(&resp).expect("responses serialize"),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<ipb::HeartbeatRequest>,
+    ) -> Result<Response<ipb::HeartbeatReply>, Status> {
+        let caller = require_member(&req)?;
+        let node = self.ctx.state.node();
+        node.heard_from(&caller.name);
+        let term = node.raft.metrics().borrow().current_term;
+        Ok(Response::new(ipb::HeartbeatReply { term }))
+    }
+}
+
+/// Sends a heartbeat to the leader every second (the leader records its own).
+pub async fn heartbeat_loop(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let node = ctx.state.node();
+        let Some((id, leader)) = node.leader() else {
+            continue;
+        };
+        if id == node.id {
+            node.heard_from(&node.name);
+            continue;
+        }
+        let Ok(ch) = node.peers.channel(&leader.addr) else {
+            continue;
+        };
+        let mut client = ipb::membership_client::MembershipClient::new(ch);
+        let mut req = Request::new(ipb::HeartbeatRequest {
+            name: node.name.clone(),
+            applied_revision: ctx.state.read(|s| s.revision),
+        });
+        req.set_timeout(std::time::Duration::from_millis(900));
+        let _ = client.heartbeat(req).await;
+    }
+}

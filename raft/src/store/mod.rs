@@ -1,5 +1,0 @@
-//! Durable storage of the cluster state on one member.
-
-mod local;
-
-pub use local::{LocalStore, StoreError};
