@@ -24,7 +24,9 @@ pub const OFFLINE_AFTER: Duration = Duration::from_secs(5);
 pub enum SubmitError {
     #[error("no leader could commit the write within {0:?}: a majority of the voters may be down or cut off (the write may still be applied later)")]
     NoQuorum(Duration),
-    #[error("the cluster has no leader right now (election in progress or no quorum); retry shortly")]
+    #[error(
+        "the cluster has no leader right now (election in progress or no quorum); retry shortly"
+    )]
     NoLeader,
     #[error("forwarding to the leader {leader} failed: {status}")]
     Forward { leader: String, status: String },

@@ -221,12 +221,13 @@ impl CertificateAuthority {
         role: Role,
         addresses: &[String],
     ) -> Result<String, PkiError> {
-        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|source| {
-            PkiError::Parse {
-                path: PathBuf::from("<certificate signing request>"),
-                source,
-            }
-        })?;
+        let mut csr =
+            rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|source| {
+                PkiError::Parse {
+                    path: PathBuf::from("<certificate signing request>"),
+                    source,
+                }
+            })?;
         csr.params = leaf_params(name, role, addresses)?;
         let cert = csr.signed_by(&self.issuer).map_err(gen("a certificate"))?;
         Ok(cert.pem())

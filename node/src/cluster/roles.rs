@@ -101,7 +101,11 @@ fn odd_at_most(n: usize) -> usize {
 }
 
 /// One pass of the leader's role management.
-async fn reconcile(node: &ClusterNode, policy: RolePolicy, offline_since: &mut BTreeMap<NodeId, Instant>) {
+async fn reconcile(
+    node: &ClusterNode,
+    policy: RolePolicy,
+    offline_since: &mut BTreeMap<NodeId, Instant>,
+) {
     let metrics = node.raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership().clone();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
@@ -260,8 +264,14 @@ mod tests {
         // Nothing to replace it with: leave the set alone.
         assert_eq!(plan_voters(&set(&[1, 2]), &[], 3), None);
         // Never more than the policy.
-        assert_eq!(plan_voters(&set(&[1, 2, 3]), &[4, 5], 3), Some(set(&[1, 2, 3])));
-        assert_eq!(plan_voters(&set(&[1, 2, 3]), &[4, 5], 5), Some(set(&[1, 2, 3, 4, 5])));
+        assert_eq!(
+            plan_voters(&set(&[1, 2, 3]), &[4, 5], 3),
+            Some(set(&[1, 2, 3]))
+        );
+        assert_eq!(
+            plan_voters(&set(&[1, 2, 3]), &[4, 5], 5),
+            Some(set(&[1, 2, 3, 4, 5]))
+        );
     }
 
     #[test]

@@ -172,12 +172,17 @@ impl pb::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
         require(&req, Role::Admin, "create tokens")?;
         let r = req.into_inner();
-        shoal_raft::InstanceName::new(&r.name)
-            .map_err(|e| Status::invalid_argument(e.to_string().replace("instance name", "name")))?;
+        shoal_raft::InstanceName::new(&r.name).map_err(|e| {
+            Status::invalid_argument(e.to_string().replace("instance name", "name"))
+        })?;
         let kind = match r.kind.as_str() {
             "" | "member" => TokenKind::Member,
             "client" => {
-                let role = if r.role.is_empty() { "viewer" } else { r.role.as_str() };
+                let role = if r.role.is_empty() {
+                    "viewer"
+                } else {
+                    r.role.as_str()
+                };
                 if !matches!(role, "admin" | "operator" | "viewer") {
                     return Err(Status::invalid_argument(format!(
                         "unknown role '{role}': use admin, operator or viewer"
@@ -194,7 +199,10 @@ impl pb::cluster_server::Cluster for ClusterService {
         let (ca_pem, addresses) = self.ctx.state.read(|s| {
             (
                 s.ca.as_ref().map(|c| c.cert_pem.clone()),
-                s.members.values().map(|m| m.address.clone()).collect::<Vec<_>>(),
+                s.members
+                    .values()
+                    .map(|m| m.address.clone())
+                    .collect::<Vec<_>>(),
             )
         });
         let ca_pem = ca_pem.ok_or_else(|| Status::unavailable("the cluster CA is not set yet"))?;
@@ -245,7 +253,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         let (exists, used) = self.ctx.state.read(|s| {
             (
                 s.members.contains_key(&r.name),
-                s.instances_on(&r.name).map(|i| i.name.to_string()).collect::<Vec<_>>(),
+                s.instances_on(&r.name)
+                    .map(|i| i.name.to_string())
+                    .collect::<Vec<_>>(),
             )
         });
         if !exists {
@@ -293,7 +303,9 @@ impl pb::cluster_server::Cluster for ClusterService {
             })
             .ok_or_else(|| {
                 tracing::warn!(client = %r.name, "enrolment with an unknown token refused");
-                Status::permission_denied("token refused: unknown, used, forged or not a client token")
+                Status::permission_denied(
+                    "token refused: unknown, used, forged or not a client token",
+                )
             })?;
         let (cert_pem, ca_pem) = sign(&self.ctx, &r.csr_pem, &r.name, role, &[])?;
         let fingerprint = pem_fingerprint(&cert_pem).unwrap_or_default();

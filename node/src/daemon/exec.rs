@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Status, Streaming};
 
+use super::auth::{Caller, ON_BEHALF_OF};
 use super::ctx::Ctx;
 use crate::runtime::{ExecControl, ExecRequest, ExecSession, RuntimeError};
 
@@ -100,9 +101,60 @@ async fn exit_code(control: ExecControl) -> Result<i32, RuntimeError> {
 }
 
 impl ExecHandler {
+    /// Relays the exec to the member that runs the instance, on behalf of `caller`.
+    async fn forward(
+        &self,
+        location: &str,
+        caller: &Caller,
+        start: pb::ExecStart,
+        mut input: Streaming<pb::ExecInput>,
+    ) -> Result<ExecOutputStream, Status> {
+        let addr = self
+            .ctx
+            .state
+            .read(|s| s.members.get(location).map(|m| m.address.clone()))
+            .ok_or_else(|| {
+                Status::unavailable(format!("host {location} of this instance is not a member"))
+            })?;
+        let channel = self
+            .ctx
+            .state
+            .node()
+            .peers
+            .channel(&addr)
+            .map_err(|e| Status::unavailable(format!("connecting to {location}: {e}")))?;
+        let (tx, rx) = mpsc::channel::<pb::ExecInput>(16);
+        tx.send(pb::ExecInput {
+            input: Some(pb::exec_input::Input::Start(start)),
+        })
+        .await
+        .map_err(|_| Status::internal("exec relay closed"))?;
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = input.next().await {
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        if let Ok(v) = format!("{};{}", caller.name, caller.role.as_str()).parse() {
+            req.metadata_mut().insert(ON_BEHALF_OF, v);
+        }
+        let mut client = pb::instances_client::InstancesClient::new(channel);
+        let out = client.exec(req).await.map_err(|s| {
+            if s.code() == tonic::Code::Unavailable {
+                Status::unavailable(format!("host {location} is unreachable: {}", s.message()))
+            } else {
+                s
+            }
+        })?;
+        Ok(Box::pin(out.into_inner()))
+    }
+
     /// Starts the exec described by the stream's first message and returns the output.
     pub async fn exec(
         &self,
+        caller: &Caller,
         mut input: Streaming<pb::ExecInput>,
     ) -> Result<ExecOutputStream, Status> {
         use pb::exec_input::Input;
@@ -131,9 +183,7 @@ impl ExecHandler {
             return Err(Status::not_found(format!("instance '{name}' not found")));
         };
         if location != self.ctx.node {
-            return Err(Status::failed_precondition(format!(
-                "instance {name} runs on host {location}: connect to that host"
-            )));
+            return self.forward(&location, caller, start, input).await;
         }
         if observed != ObservedState::Running {
             let word = format!("{observed:?}").to_lowercase();

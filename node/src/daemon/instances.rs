@@ -233,7 +233,10 @@ impl pb::instances_server::Instances for InstancesService {
         &self,
         req: Request<tonic::Streaming<pb::ExecInput>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
-        require(&req, Role::Operator, "exec in instances")?;
-        self.exec.exec(req.into_inner()).await.map(Response::new)
+        let caller = require(&req, Role::Operator, "exec in instances")?;
+        self.exec
+            .exec(&caller, req.into_inner())
+            .await
+            .map(Response::new)
     }
 }

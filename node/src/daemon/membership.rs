@@ -55,7 +55,11 @@ impl ipb::membership_server::Membership for MembershipService {
                 r.address
             )));
         }
-        let host = r.address.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
+        let host = r
+            .address
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_default();
         // Sign first, so a bad CSR consumes nothing.
         let (cert_pem, ca_pem) = sign(&self.ctx, &r.csr_pem, &r.name, Role::Member, &[host])?;
         let member = Member {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
 
+use super::agent;
 use super::args::DaemonArgs;
 use super::auth::require_member;
 use super::cluster::ClusterService;
@@ -27,7 +28,6 @@ use super::membership::{heartbeat_loop, MembershipService};
 use super::operations::OperationsService;
 use super::ops::{now_ms, Operations};
 use super::state::StateHandle;
-use super::agent;
 use crate::cluster::pki::{self, TlsFiles};
 use crate::cluster::{join, roles, ClusterNode, Peers};
 use crate::image::ImageStore;
@@ -68,7 +68,12 @@ fn write_file(path: &Path, data: &str, mode: u32) -> Result<()> {
 }
 
 /// Establishes this member's identity: from disk, by joining, or by bootstrapping.
-async fn identity(args: &DaemonArgs, data: &Path, advertise: &str, host_ip: &str) -> Result<MemberFile> {
+async fn identity(
+    args: &DaemonArgs,
+    data: &Path,
+    advertise: &str,
+    host_ip: &str,
+) -> Result<MemberFile> {
     let file = data.join("member.json");
     let tls_dir = data.join("tls");
     if let Ok(bytes) = std::fs::read(&file) {
@@ -100,7 +105,8 @@ async fn identity(args: &DaemonArgs, data: &Path, advertise: &str, host_ip: &str
             bootstrap: false,
         }
     } else {
-        pki::ensure(&tls_dir, &args.name, &[host_ip.to_string()]).context("preparing certificates")?;
+        pki::ensure(&tls_dir, &args.name, &[host_ip.to_string()])
+            .context("preparing certificates")?;
         MemberFile {
             id: 1,
             name: args.name.clone(),
@@ -121,9 +127,15 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         );
     }
     let listen: SocketAddr = args.listen.parse().with_context(|| {
-        format!("--listen '{}' is not an address like 198.18.0.2:8443", args.listen)
+        format!(
+            "--listen '{}' is not an address like 198.18.0.2:8443",
+            args.listen
+        )
     })?;
-    let advertise = args.advertise.clone().unwrap_or_else(|| args.listen.clone());
+    let advertise = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| args.listen.clone());
     let data = std::fs::canonicalize(&args.data_dir)
         .or_else(|_| {
             std::fs::create_dir_all(&args.data_dir)?;
@@ -171,7 +183,8 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     ));
     let state = StateHandle::new(node.clone());
 
-    let images = Arc::new(ImageStore::open(&data.join("images")).context("opening the image store")?);
+    let images =
+        Arc::new(ImageStore::open(&data.join("images")).context("opening the image store")?);
     let exe = std::env::current_exe().context("finding the shoald binary")?;
     let runtime = Arc::new(
         Runtime::new(RuntimeConfig {
@@ -220,14 +233,18 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         .tls_config(tls_config)
         .context("configuring TLS")?
         .add_service(pb::instances_server::InstancesServer::new(instances))
-        .add_service(pb::images_server::ImagesServer::new(ImagesService { ctx: ctx.clone() }))
-        .add_service(pb::operations_server::OperationsServer::new(OperationsService {
+        .add_service(pb::images_server::ImagesServer::new(ImagesService {
             ctx: ctx.clone(),
         }))
-        .add_service(pb::cluster_server::ClusterServer::new(ClusterService { ctx: ctx.clone() }))
-        .add_service(ipb::membership_server::MembershipServer::new(MembershipService {
+        .add_service(pb::operations_server::OperationsServer::new(
+            OperationsService { ctx: ctx.clone() },
+        ))
+        .add_service(pb::cluster_server::ClusterServer::new(ClusterService {
             ctx: ctx.clone(),
         }))
+        .add_service(ipb::membership_server::MembershipServer::new(
+            MembershipService { ctx: ctx.clone() },
+        ))
         .add_service(raft_service)
         .serve_with_shutdown(listen, shutdown);
     tracing::info!(node = %ctx.node, id = me.id, %listen, "serving the Shoal API over mutual TLS");
@@ -249,8 +266,18 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
 
 /// Creates the cluster on its first member: a one-voter Raft group, then the CA and this
 /// member as the first command.
-async fn bootstrap(node: &ClusterNode, args: &DaemonArgs, advertise: &str, tls: &TlsFiles) -> Result<()> {
-    if !node.raft.is_initialized().await.context("reading Raft state")? {
+async fn bootstrap(
+    node: &ClusterNode,
+    args: &DaemonArgs,
+    advertise: &str,
+    tls: &TlsFiles,
+) -> Result<()> {
+    if !node
+        .raft
+        .is_initialized()
+        .await
+        .context("reading Raft state")?
+    {
         let mut members = BTreeMap::new();
         members.insert(
             node.id,
@@ -281,7 +308,13 @@ async fn bootstrap(node: &ClusterNode, args: &DaemonArgs, advertise: &str, tls: 
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        match node.submit(Command::Bootstrap { ca: ca.clone(), member: member.clone() }).await {
+        match node
+            .submit(Command::Bootstrap {
+                ca: ca.clone(),
+                member: member.clone(),
+            })
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::info!(error = %e, "waiting to bootstrap");

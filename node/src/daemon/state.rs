@@ -32,9 +32,23 @@ impl StateHandle {
         &self.node
     }
 
-    /// Commits a command and returns the model's answer.
+    /// Commits a command and returns the model's answer, once this member's replica has
+    /// applied it too (so a caller reads its own writes here).
     pub async fn submit(&self, cmd: Command) -> Result<CommandResult, ApiError> {
         let resp = self.node.submit(cmd).await?;
+        let mut rx = self.node.shared.subscribe();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.node.shared.revision() < resp.revision {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return Err(ApiError::Unavailable(format!(
+                    "committed at revision {}, but this member has not applied it within 10 s",
+                    resp.revision
+                )));
+            }
+        }
         Ok(resp.result?)
     }
 

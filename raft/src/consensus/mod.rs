@@ -10,5 +10,5 @@ pub use network::{
     WireError, CONNECT_TIMEOUT, ELECTION_TIMEOUT_MAX_MS, ELECTION_TIMEOUT_MIN_MS,
     HEARTBEAT_INTERVAL_MS, MAX_MESSAGE_BYTES, SNAPSHOT_CHUNK_BYTES,
 };
-pub use types::{CommandResponse, MemberNode, NodeId, TypeConfig};
 pub use store::{open, LogStore, SharedState, SnapshotBuilder, StateMachineStore, StoreError};
+pub use types::{CommandResponse, MemberNode, NodeId, TypeConfig};

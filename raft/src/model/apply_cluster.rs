@@ -147,7 +147,14 @@ mod tests {
             cert_pem: "c".into(),
             key_pem: "k".into(),
         };
-        apply_cluster(&mut s, &Command::Bootstrap { ca, member: member("a") }).unwrap();
+        apply_cluster(
+            &mut s,
+            &Command::Bootstrap {
+                ca,
+                member: member("a"),
+            },
+        )
+        .unwrap();
         s
     }
 
@@ -161,7 +168,10 @@ mod tests {
             member: member(name),
         };
         assert!(apply_cluster(&mut s, &join("forged", 1, "b")).is_err());
-        assert!(apply_cluster(&mut s, &join("h1", 1, "c")).is_err(), "wrong name");
+        assert!(
+            apply_cluster(&mut s, &join("h1", 1, "c")).is_err(),
+            "wrong name"
+        );
         assert_eq!(
             apply_cluster(&mut s, &join("h1", 1, "b")).unwrap(),
             CommandResult::Member(2)
@@ -171,10 +181,16 @@ mod tests {
         apply_cluster(&mut s, &token("c", "h2", 100, TokenKind::Member)).unwrap();
         let expired = apply_cluster(&mut s, &join("h2", 100, "c")).unwrap_err();
         assert!(expired.to_string().contains("expired"), "{expired}");
-        assert!(apply_cluster(&mut s, &Command::Bootstrap {
-            ca: CaRecord { cert_pem: String::new(), key_pem: String::new() },
-            member: member("z"),
-        })
+        assert!(apply_cluster(
+            &mut s,
+            &Command::Bootstrap {
+                ca: CaRecord {
+                    cert_pem: String::new(),
+                    key_pem: String::new()
+                },
+                member: member("z"),
+            }
+        )
         .is_err());
     }
 
@@ -202,6 +218,9 @@ mod tests {
             },
         };
         apply_cluster(&mut s, &enroll).unwrap();
-        assert_eq!(s.identities["alice"].role, "viewer", "the token decides the role");
+        assert_eq!(
+            s.identities["alice"].role, "viewer",
+            "the token decides the role"
+        );
     }
 }

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::state::{CaRecord, DesiredState, Identity, Image, Instance, InstanceStatus, Member, Token};
+use super::state::{
+    CaRecord, DesiredState, Identity, Image, Instance, InstanceStatus, Member, Token,
+};
 
 /// A change to the cluster state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use super::names::InstanceName;
 /// Everything the cluster agrees on. Node-local facts (pids, mounts) stay out of it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
-    /// Index of the last applied command.
+    /// Index of the last applied log entry (commands, and blank and membership entries).
     pub revision: u64,
     pub members: BTreeMap<String, Member>,
     pub images: BTreeMap<String, Image>,

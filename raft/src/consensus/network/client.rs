@@ -9,10 +9,11 @@
 //!
 //! A `Channel` connects on first use and reconnects by itself after the peer went away, so the
 //! factory keeps it for good. Failures become openraft's `RPCError` so that openraft reacts the
-//! right way: a peer it cannot reach (refused, TLS handshake failed, not a member) is
-//! `Unreachable` and openraft backs off; an RPC that outlives its time is `Timeout`; an answer
-//! of the peer's Raft that is an error is `RemoteError`; anything else is `Network` and is
-//! retried at once.
+//! right way: a peer it cannot reach (refused, TLS handshake failed, not a member, a message
+//! one side cannot decode) is `Unreachable` and openraft backs off; an RPC that outlives its
+//! soft time limit is `Timeout`; an answer of the peer's Raft that is an error is
+//! `RemoteError`; an AppendEntries batch over the message limit is `PayloadTooLarge` (openraft
+//! halves it); anything else is `Network` and is retried at once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -209,6 +210,8 @@ impl GrpcNetwork {
     }
 
     /// Turns the peer's reply into openraft's result: its Raft's error is a `RemoteError`.
+    // The error type is openraft's, returned as it is by the `RaftNetwork` methods.
+    #[allow(clippy::result_large_err)]
     fn outcome<T: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
         &self,
         rpc: RPCTypes,
@@ -230,11 +233,11 @@ impl GrpcNetwork {
         rpc: RPCTypes,
         source: WireError,
     ) -> RPCError<NodeId, MemberNode, E> {
-        RPCError::Network(NetworkError::new(&ClientError::Wire {
+        rpc_error(ClientError::Wire {
             rpc,
             target: self.target,
             source,
-        }))
+        })
     }
 }
 
@@ -247,14 +250,14 @@ fn rpc_name(rpc: RPCTypes) -> &'static str {
 }
 
 /// Which `RPCError` a failed call is. Failures that will not clear by retrying at once (the
-/// peer is down, its connection broke or refused our certificate, it refuses us or does not
-/// understand us) are `Unreachable`, so openraft backs off.
+/// peer is down, its connection broke or refused our certificate, it refuses us, or one side
+/// does not understand the other) are `Unreachable`, so openraft backs off.
 pub(crate) fn rpc_error<E: std::error::Error>(err: ClientError) -> RPCError<NodeId, MemberNode, E> {
     let code = match &err {
         ClientError::Call { source, .. } if broke_connection(source) => Code::Unavailable,
         ClientError::Call { source, .. } => source.code(),
         ClientError::Endpoint { .. } => Code::Unavailable,
-        ClientError::Wire { .. } => Code::Internal,
+        ClientError::Wire { .. } => Code::InvalidArgument,
     };
     match code {
         Code::Unavailable
@@ -457,6 +460,13 @@ mod tests {
             let e: RPCError<NodeId, MemberNode, RaftError<NodeId>> = rpc_error(call(s));
             assert!(matches!(e, RPCError::Network(_)), "{e:?}");
         }
+        let garbled = ClientError::Wire {
+            rpc: RPCTypes::Vote,
+            target: 2,
+            source: WireError::EmptyReply { what: "vote reply" },
+        };
+        let e: RPCError<NodeId, MemberNode, RaftError<NodeId>> = rpc_error(garbled);
+        assert!(matches!(e, RPCError::Unreachable(_)), "{e:?}");
         let e: RPCError<NodeId, MemberNode, RaftError<NodeId>> =
             rpc_error(call(tonic::Status::unavailable("refused")));
         assert!(e.to_string().contains("127.0.0.1:1"), "{e}");

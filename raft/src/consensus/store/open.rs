@@ -17,7 +17,7 @@ use super::shared::{Applied, SharedState};
 use super::snapshot;
 use super::state_machine::StateMachineStore;
 use super::trees::{
-    Table, Trees, COMMITTED, INSTALLING, LAST_PURGED, LOG, LOG_META, SNAPSHOT, VOTE,
+    Table, Trees, COMMITTED, INSTALLING, LAST_PURGED, LOG, LOG_META, SNAPSHOT, SNAPSHOT_DATA, VOTE,
 };
 use crate::consensus::types::{NodeId, TypeConfig};
 
@@ -43,7 +43,9 @@ fn open_blocking(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError
         finish_install(&trees)?;
     }
     check_log(&trees)?;
-    snapshot::stored(&trees)?;
+    if let Some((_, data)) = snapshot::stored(&trees)? {
+        trees.decode::<Applied>(SNAPSHOT, SNAPSHOT_DATA, &data)?;
+    }
     let applied = records::load(&trees)?;
     tracing::info!(
         path = %dir.display(),
@@ -67,7 +69,7 @@ fn finish_install(trees: &Trees) -> Result<(), StoreError> {
         )
     })?;
     tracing::warn!(snapshot = %meta.snapshot_id, "finishing an interrupted snapshot install");
-    let mut applied: Applied = trees.decode(SNAPSHOT, b"data", &data)?;
+    let mut applied: Applied = trees.decode(SNAPSHOT, SNAPSHOT_DATA, &data)?;
     applied.last_applied = meta.last_log_id;
     applied.last_membership = meta.last_membership;
     records::rewrite(trees, &applied)?;

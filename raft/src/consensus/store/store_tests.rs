@@ -400,6 +400,8 @@ async fn corrupt_values_are_reported_at_open() {
     let entry = serde_json::to_vec(&blank(5)).unwrap();
     let msg = corrupt("log", &9u64.to_be_bytes(), &entry).await;
     assert!(msg.contains("holds the entry of index 5"), "{msg}");
+    let msg = corrupt("snapshot", b"meta", b"{}").await;
+    assert!(msg.contains("tree 'snapshot', key 'meta'"), "{msg}");
     let msg = corrupt("log_meta", b"vote", b"nope").await;
     assert!(msg.contains("tree 'log_meta', key 'vote'"), "{msg}");
 }
