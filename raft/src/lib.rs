@@ -7,9 +7,10 @@
 
 pub mod consensus;
 pub mod model;
+pub mod scheduler;
 
 pub use model::{
-    apply, CaRecord, ClusterState, Command, CommandResult, ConfigError, DesiredState, Identity,
+    apply, Capacity, CaRecord, ClusterState, Command, CommandResult, ConfigError, DesiredState, Identity,
     Image, Instance, InstanceConfig, InstanceName, InstanceStatus, Member, ModelError,
     ObservedState, Token, TokenKind, Usage,
 };

@@ -66,6 +66,25 @@ fn four_hosts_failover_membership_and_security() {
         "{ms:?}"
     );
 
+    // --target places on that host; the image is fetched from a peer on demand; exec is
+    // relayed to the instance's host from whichever member the CLI reached.
+    tb.shoal(&["launch", "busybox", "t1", "--target", "d"]).ok();
+    let list = tb.shoal(&["list", "--format", "json"]).ok().json();
+    assert_eq!(list[0]["location"], "d", "{list}");
+    assert_eq!(list[0]["status"], "Running", "{list}");
+    let out = tb.shoal(&["exec", "t1", "--", "hostname"]).ok();
+    assert_eq!(out.stdout.trim(), "t1");
+    let images = tb.shoal(&["image", "list", "--format", "json"]).ok().json();
+    assert!(
+        images[0]["locations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "d"),
+        "{images}"
+    );
+    tb.shoal(&["delete", "--force", "t1"]).ok();
+
     // Acknowledged writes, then the leader dies.
     for i in 0..10 {
         tb.shoal(&["image", "alias", "set", &format!("w{i}"), "busybox"])

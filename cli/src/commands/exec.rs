@@ -86,10 +86,17 @@ pub(crate) async fn run(conn: &Connection, args: ExecArgs) -> Result<i32> {
     } else {
         (0, 0)
     };
+    let mut env = to_map(args.env);
+    if tty {
+        // Like `lxc exec`: the command's terminal is of our terminal's type.
+        if let Ok(term) = std::env::var("TERM") {
+            env.entry("TERM".to_string()).or_insert(term);
+        }
+    }
     let start = ExecStart {
         instance: args.name,
         command: args.command,
-        env: to_map(args.env),
+        env,
         cwd: args.cwd.unwrap_or_default(),
         uid: args.user,
         gid: args.group,

@@ -179,6 +179,29 @@ async fn report(ctx: &Arc<Ctx>, inst: &Instance, status: InstanceStatus) {
 
 async fn converge(ctx: &Arc<Ctx>, inst: Instance) {
     let revision = inst.desired_revision;
+    if inst.desired != DesiredState::Deleted {
+        if let Err(message) = super::image_fetch::ensure_image(ctx, &inst.image_fingerprint).await {
+            let exists = {
+                let rt = ctx.runtime.clone();
+                let n = inst.name.to_string();
+                tokio::task::spawn_blocking(move || exists(&rt, &n).unwrap_or(false))
+                    .await
+                    .unwrap_or(false)
+            };
+            if !exists {
+                let status = InstanceStatus {
+                    state: ObservedState::Error,
+                    observed_revision: revision,
+                    message,
+                    init_pid: None,
+                    usage: None,
+                    updated_at_ms: now_ms(),
+                };
+                report(ctx, &inst, status).await;
+                return;
+            }
+        }
+    }
     let rt = ctx.runtime.clone();
     let images = ctx.images.clone();
     let i2 = inst.clone();

@@ -34,12 +34,25 @@ pub struct DaemonArgs {
     /// Failure domain of this host (rack, room...).
     #[arg(long, default_value = "default")]
     pub failure_domain: String,
+    /// A label for placement constraints, KEY=VALUE (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// A cluster group this host belongs to, for `--target @GROUP` (repeatable).
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log filter (tracing env-filter syntax), e.g. `info,shoal_node=debug`.
     #[arg(long, env = "SHOALD_LOG", default_value = "info")]
     pub log: String,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not KEY=VALUE")),
+    }
 }
 
 /// Installs the tracing subscriber.

@@ -197,6 +197,10 @@ impl ExecHandler {
         let mut extra: Vec<(String, String)> = start.env.into_iter().collect();
         extra.sort();
         env.extend(extra);
+        if start.tty && !env.iter().any(|(k, _)| k == "TERM") {
+            // A terminal needs a type; the client normally sends its own.
+            env.push(("TERM".into(), "xterm-256color".into()));
+        }
         let req = ExecRequest {
             argv: start.command,
             env,

@@ -88,17 +88,22 @@ impl pb::instances_server::Instances for InstancesService {
                 r.image, r.image
             )));
         }
-        if !r.target.is_empty() && r.target != self.ctx.node {
+        let location = if r.target.is_empty() {
+            self.ctx.node.clone()
+        } else {
             let members = self
                 .ctx
                 .state
                 .read(|s| s.members.keys().cloned().collect::<Vec<_>>());
-            return Err(Status::not_found(format!(
-                "unknown target host '{}' (members: {})",
-                r.target,
-                members.join(", ")
-            )));
-        }
+            if !members.contains(&r.target) {
+                return Err(Status::not_found(format!(
+                    "unknown target host '{}' (members: {})",
+                    r.target,
+                    members.join(", ")
+                )));
+            }
+            r.target.clone()
+        };
         let res = self
             .ctx
             .state
@@ -107,7 +112,7 @@ impl pb::instances_server::Instances for InstancesService {
                 image: r.image.clone(),
                 config,
                 start: r.start,
-                location: self.ctx.node.clone(),
+                location,
                 now_ms: now_ms(),
             })
             .await?;

@@ -73,6 +73,7 @@ impl ipb::membership_server::Membership for MembershipService {
                 r.failure_domain.clone()
             },
             joined_at_ms: now_ms(),
+            ..Default::default()
         };
         let res = self
             .ctx
@@ -118,6 +119,58 @@ impl ipb::membership_server::Membership for MembershipService {
         Ok(Response::new(ipb::SubmitReply {
             response_json: serde_json::to_vec(&resp).expect("responses serialize"),
         }))
+    }
+
+    type FetchImageStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<ipb::FetchImageChunk, Status>> + Send>,
+    >;
+
+    async fn fetch_image(
+        &self,
+        req: Request<ipb::FetchImageRequest>,
+    ) -> Result<Response<Self::FetchImageStream>, Status> {
+        require_member(&req)?;
+        let fp = req.into_inner().fingerprint;
+        let known = self
+            .ctx
+            .images
+            .get(&fp)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if known.is_none() {
+            return Err(Status::not_found(format!("image {fp} is not on this host")));
+        }
+        let path = self.ctx.images.tarball(&fp);
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| Status::internal(format!("opening {}: {e}", path.display())))?;
+        let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let stream = super::operations::async_stream(move |tx| async move {
+            use tokio::io::AsyncReadExt;
+            let mut file = file;
+            let mut first = true;
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                match file.read(&mut buf).await {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        let chunk = ipb::FetchImageChunk {
+                            data: buf,
+                            size: if first { size } else { 0 },
+                        };
+                        first = false;
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(format!("reading the image: {e}")))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(stream))
     }
 
     async fn heartbeat(

@@ -17,6 +17,7 @@ mod convert;
 mod ctx;
 mod error;
 mod exec;
+mod image_fetch;
 mod images;
 mod instances;
 mod membership;

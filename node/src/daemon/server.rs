@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use shoal_proto::api as pb;
 use shoal_proto::internal as ipb;
 use shoal_raft::consensus::{self, GrpcNetworkFactory, MemberNode, RaftGrpcService};
-use shoal_raft::{CaRecord, Command, InstanceName, Member};
+use shoal_raft::{Capacity, CaRecord, Command, InstanceName, Member};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -257,6 +257,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
 
     tokio::spawn(agent::run(ctx.clone()));
     tokio::spawn(heartbeat_loop(ctx.clone()));
+    tokio::spawn(super::image_fetch::replicate_loop(ctx.clone()));
     tokio::spawn(roles::run(node.clone(), roles::RolePolicy::default()));
 
     let r = serving.await.context("server task")?;
@@ -305,6 +306,7 @@ async fn bootstrap(
         architecture: std::env::consts::ARCH.to_string(),
         failure_domain: args.failure_domain.clone(),
         joined_at_ms: now_ms(),
+        ..Default::default()
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -325,19 +327,50 @@ async fn bootstrap(
     }
 }
 
-/// Keeps this member's record (address, failure domain) up to date.
+/// What this host offers: its CPUs, memory and process slots.
+fn host_capacity() -> Capacity {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(1);
+    let memory_bytes = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(0);
+    let processes = std::fs::read_to_string("/proc/sys/kernel/threads-max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(32768);
+    Capacity {
+        cpu_millicores: cpus * 1000,
+        memory_bytes,
+        processes,
+    }
+}
+
+/// Keeps this member's record (address, failure domain, capacity, labels, groups) up to date.
 async fn register(state: &StateHandle, args: &DaemonArgs, advertise: &str, id: u64) {
     let known = state.read(|s| s.members.get(&args.name).cloned());
     let Some(known) = known else { return };
-    if known.address == advertise && known.failure_domain == args.failure_domain {
-        return;
-    }
     let member = Member {
         id,
         address: advertise.to_string(),
         failure_domain: args.failure_domain.clone(),
-        ..known
+        capacity: host_capacity(),
+        labels: args.labels.iter().cloned().collect(),
+        groups: args.groups.iter().cloned().collect(),
+        ..known.clone()
     };
+    if member == known {
+        return;
+    }
     if let Err(e) = state.submit(Command::RegisterMember { member }).await {
         tracing::warn!(error = %e, "updating this member's record failed");
     }

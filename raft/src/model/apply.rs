@@ -275,6 +275,7 @@ mod tests {
             architecture: "x86_64".into(),
             failure_domain: "default".into(),
             joined_at_ms: 1,
+            ..Default::default()
         };
         apply(&mut s, 1, &Command::RegisterMember { member }).unwrap();
         let image = Image {

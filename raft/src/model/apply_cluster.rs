@@ -126,6 +126,7 @@ mod tests {
             architecture: "x86_64".into(),
             failure_domain: "default".into(),
             joined_at_ms: 0,
+            ..Default::default()
         }
     }
 

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::state::{
-    CaRecord, DesiredState, Identity, Image, Instance, InstanceStatus, Member, Token,
+    CaRecord, DesiredState, Identity, Image, Instance, InstanceStatus, Member, PlacementGroup,
+    SchedulerConfig, Token,
 };
 
 /// A change to the cluster state.
@@ -43,7 +44,8 @@ pub enum Command {
     SetAlias { alias: String, fingerprint: String },
     /// Removes an alias.
     DeleteAlias { alias: String },
-    /// Creates an instance placed on `location`.
+    /// Creates an instance placed on `location`. Refused (`ModelError::PlanRejected`) if that
+    /// host no longer fits it: the compare-and-set of a plan made on an older state.
     CreateInstance {
         name: String,
         image: String,
@@ -77,6 +79,12 @@ pub enum Command {
         node: String,
         placement_generation: u64,
     },
+    /// Sets the scheduler's options.
+    SetSchedulerConfig { config: SchedulerConfig },
+    /// Creates a placement group.
+    CreatePlacementGroup { group: PlacementGroup },
+    /// Deletes a placement group that no instance uses.
+    DeletePlacementGroup { name: String },
 }
 
 /// What applying a command produced.

@@ -15,6 +15,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "security.privileged",
     "boot.autostart",
     "cluster.evacuate",
+    "placement.group",
+    "placement.labels",
     "environment.",
     "user.",
 ];
@@ -37,6 +39,10 @@ pub struct InstanceConfig {
     pub evacuate: String,
     /// `environment.NAME=value` pairs, for init and exec.
     pub environment: Vec<(String, String)>,
+    /// `placement.group`: the placement group the instance belongs to.
+    pub placement_group: Option<String>,
+    /// `placement.labels=k=v,k2=v2`: labels a host must carry, with these values, to run it.
+    pub placement_labels: Vec<(String, String)>,
 }
 
 fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
@@ -76,6 +82,39 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
     } else {
         num.parse::<u64>().ok()?.checked_mul(mult)
     }
+}
+
+/// Why `name` cannot name a placement group, if it cannot.
+pub(crate) fn group_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > 63 {
+        return Some("a name has 1 to 63 characters");
+    }
+    if !name.as_bytes()[0].is_ascii_alphabetic() {
+        return Some("a name starts with a letter");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Some("a name uses letters, digits, '-', '_' and '.'");
+    }
+    None
+}
+
+/// Parses `placement.labels`: `k=v` pairs separated by commas, each key once.
+fn parse_labels(key: &str, v: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let expected = "expected labels as key=value pairs separated by commas, each key once";
+    let mut out: Vec<(String, String)> = Vec::new();
+    for pair in v.split(',') {
+        let (k, val) = pair.split_once('=').ok_or_else(|| invalid(key, v, expected))?;
+        let (k, val) = (k.trim(), val.trim());
+        let bad = |s: &str| s.chars().any(|c| c.is_whitespace() || c == '=');
+        if k.is_empty() || bad(k) || bad(val) || out.iter().any(|(o, _)| o == k) {
+            return Err(invalid(key, v, expected));
+        }
+        out.push((k.to_string(), val.to_string()));
+    }
+    Ok(out)
 }
 
 fn parse_bool(key: &str, v: &str) -> Result<bool, ConfigError> {
@@ -131,6 +170,13 @@ impl InstanceConfig {
                     "auto" | "stop" | "migrate" | "stay" => c.evacuate = v.clone(),
                     _ => return Err(invalid(k, v, "expected auto, stop, migrate or stay")),
                 },
+                "placement.group" => {
+                    if let Some(why) = group_name_problem(v) {
+                        return Err(invalid(k, v, why));
+                    }
+                    c.placement_group = Some(v.clone());
+                }
+                "placement.labels" => c.placement_labels = parse_labels(k, v)?,
                 _ if k.starts_with("environment.") => {
                     let name = &k["environment.".len()..];
                     let ok = !name.is_empty()
@@ -227,9 +273,34 @@ mod tests {
             ("cluster.evacuate", "sometimes"),
             ("environment.1X", "y"),
             ("limits.memory", "1MiB"),
+            ("placement.group", ""),
+            ("placement.group", "9web"),
+            ("placement.group", "a b"),
+            ("placement.labels", "zone"),
+            ("placement.labels", "=eu"),
+            ("placement.labels", "zone=eu,zone=us"),
+            ("placement.labels", "zone=eu,"),
         ] {
             assert!(InstanceConfig::parse(&map(&[(k, v)])).is_err(), "{k}={v}");
         }
+    }
+
+    #[test]
+    fn placement_keys() {
+        let c = InstanceConfig::parse(&map(&[
+            ("placement.group", "web"),
+            ("placement.labels", "zone=eu, disk=ssd"),
+        ]))
+        .unwrap();
+        assert_eq!(c.placement_group.as_deref(), Some("web"));
+        assert_eq!(
+            c.placement_labels,
+            vec![("zone".into(), "eu".into()), ("disk".into(), "ssd".into())]
+        );
+        let e = InstanceConfig::parse(&map(&[("placement.labels", "zone")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("placement.labels") && e.contains("key=value"), "{e}");
     }
 
     #[test]

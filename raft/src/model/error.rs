@@ -62,4 +62,20 @@ pub enum ModelError {
     AlreadyBootstrapped,
     #[error("invalid alias '{alias}': {reason}")]
     InvalidAlias { alias: String, reason: String },
+    #[error("placing '{instance}' on '{host}' was refused: {reason} (the cluster changed since the placement was planned; retry)")]
+    PlanRejected {
+        instance: String,
+        host: String,
+        reason: String,
+    },
+    #[error("unknown placement group '{name}' (placement groups: {known})")]
+    UnknownPlacementGroup { name: String, known: String },
+    #[error("placement group '{0}' already exists")]
+    PlacementGroupExists(String),
+    #[error("placement group '{name}' is used by instances: {instances}")]
+    PlacementGroupInUse { name: String, instances: String },
+    #[error("invalid placement group name '{name}': {reason}")]
+    InvalidPlacementGroup { name: String, reason: String },
+    #[error("invalid scheduler option: {0}")]
+    InvalidSchedulerConfig(String),
 }

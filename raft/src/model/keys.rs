@@ -193,6 +193,7 @@ mod tests {
             architecture: "x86_64".into(),
             failure_domain: "default".into(),
             joined_at_ms: 1,
+            ..Default::default()
         };
         let member = |name: &str| Command::RegisterMember { member: m(name) };
         let join = |hash: &str, name: &str| Command::Join {

@@ -2,6 +2,7 @@
 
 mod apply;
 mod apply_cluster;
+mod apply_placement;
 mod command;
 mod config;
 mod error;
@@ -16,6 +17,7 @@ pub use error::{ConfigError, ModelError};
 pub use keys::{touched, StateKey};
 pub use names::InstanceName;
 pub use state::{
-    CaRecord, ClusterState, DesiredState, Identity, Image, Instance, InstanceStatus, Member,
-    ObservedState, Token, TokenKind, Usage,
+    Capacity, CaRecord, ClusterState, DesiredState, GroupPolicy, Identity, Image, Instance,
+    InstanceStatus, Member, ObservedState, PlacementGroup, SchedulerConfig, Strategy, Token,
+    TokenKind, Usage,
 };

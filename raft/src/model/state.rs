@@ -25,6 +25,70 @@ pub struct ClusterState {
     /// Enrolled client identities, by name.
     #[serde(default)]
     pub identities: BTreeMap<String, Identity>,
+    /// Scheduler options (`Command::SetSchedulerConfig`).
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+    /// Placement groups, by name (`placement.group=NAME` joins one).
+    #[serde(default)]
+    pub placement_groups: BTreeMap<String, PlacementGroup>,
+    /// Per-host load derived from `instances`: not replicated, built on first use and kept
+    /// up to date by `apply` (see `crate::scheduler`). Always compares equal.
+    #[serde(skip)]
+    pub load: crate::scheduler::LoadCache,
+}
+
+/// How the scheduler chooses among the hosts that fit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// The least loaded host (the default).
+    #[default]
+    Spread,
+    /// The most loaded host that still fits.
+    BinPack,
+}
+
+/// Cluster-wide scheduler options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchedulerConfig {
+    pub strategy: Strategy,
+    /// What an instance without `limits.cpu` counts as, thousandths of a core.
+    pub default_cpu_millicores: u64,
+    /// What an instance without `limits.memory` counts as, bytes.
+    pub default_memory_bytes: u64,
+    /// What an instance without `limits.processes` counts as.
+    pub default_processes: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Spread,
+            default_cpu_millicores: 100,
+            default_memory_bytes: 64 << 20,
+            default_processes: 100,
+        }
+    }
+}
+
+/// How a placement group places its instances relative to each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupPolicy {
+    /// On different hosts, and preferably different failure domains.
+    Spread,
+    /// On the same host as the group's other instances.
+    Compact,
+}
+
+/// A placement group: instances with `placement.group=NAME` follow its policy, as a filter
+/// when `strict`, as a preference otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementGroup {
+    pub name: String,
+    pub policy: GroupPolicy,
+    pub strict: bool,
 }
 
 /// The cluster CA.
@@ -64,8 +128,18 @@ pub struct Identity {
     pub created_at_ms: i64,
 }
 
+/// What a host offers to instances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// CPU, thousandths of a core.
+    pub cpu_millicores: u64,
+    pub memory_bytes: u64,
+    /// Process slots.
+    pub processes: u64,
+}
+
 /// A host of the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// Raft node id, allocated when the member joins (the bootstrap member is 1).
     #[serde(default)]
@@ -76,6 +150,18 @@ pub struct Member {
     pub architecture: String,
     pub failure_domain: String,
     pub joined_at_ms: i64,
+    /// What it offers (reported by the host at start).
+    #[serde(default)]
+    pub capacity: Capacity,
+    /// Free-form labels for placement constraints.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Cluster groups it belongs to (`--target @GROUP`).
+    #[serde(default)]
+    pub groups: BTreeSet<String>,
+    /// Evacuated: no new placements, its instances moved or stopped.
+    #[serde(default)]
+    pub evacuated: bool,
 }
 
 /// An image known to the cluster.

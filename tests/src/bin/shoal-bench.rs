@@ -1,12 +1,14 @@
 //! `shoal-bench`: benchmarks that run a reference beside Shoal in one invocation.
 //!
 //!   shoal-bench runtime [--runs N]   container cycle against crun; monitor and daemon memory
+//!   shoal-bench raft [--writes N]    durable cluster-state writes against 3 etcd members
 
 use anyhow::{bail, Result};
 use std::path::Path;
 
 fn usage() -> ! {
     eprintln!("usage: shoal-bench runtime [--runs N]");
+    eprintln!("       shoal-bench raft [--writes N] [--clients N]");
     std::process::exit(2)
 }
 
@@ -26,6 +28,22 @@ fn main() -> Result<()> {
                 bail!("shoal-bench runtime needs root");
             }
             shoal_tests::bench::runtime::run(runs)
+        }
+        Some("raft") => {
+            let mut opts = shoal_tests::bench::raft::Options::default();
+            let mut rest = args[1..].iter();
+            while let Some(flag) = rest.next() {
+                let value = rest
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| usage());
+                match flag.as_str() {
+                    "--writes" => opts.writes = value,
+                    "--clients" => opts.clients = value,
+                    _ => usage(),
+                }
+            }
+            shoal_tests::bench::raft::run(opts)
         }
         Some("crun-cycles") => {
             let bundle = args.get(1).unwrap_or_else(|| usage());

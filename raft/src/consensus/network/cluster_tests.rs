@@ -26,6 +26,7 @@ fn register(name: &str) -> Command {
             architecture: "x86_64".into(),
             failure_domain: "rack-with-a-rather-long-name-to-fatten-the-snapshot".into(),
             joined_at_ms: 1_700_000_000_000,
+            ..Default::default()
         },
     }
 }

@@ -133,6 +133,7 @@ mod tests {
                 architecture: "x86_64".into(),
                 failure_domain: "default".into(),
                 joined_at_ms: 5,
+                ..Default::default()
             },
         };
         let req = AppendEntriesRequest::<TypeConfig> {

@@ -56,6 +56,7 @@ fn member(name: &str) -> Member {
         architecture: "x86_64".into(),
         failure_domain: "default".into(),
         joined_at_ms: 1,
+        ..Default::default()
     }
 }
 
