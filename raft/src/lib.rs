@@ -10,7 +10,7 @@ pub mod model;
 pub mod scheduler;
 
 pub use model::{
-    apply, Capacity, CaRecord, ClusterState, Command, CommandResult, ConfigError, DesiredState, Identity,
-    Image, Instance, InstanceConfig, InstanceName, InstanceStatus, Member, ModelError,
+    apply, CaRecord, Capacity, ClusterState, Command, CommandResult, ConfigError, DesiredState,
+    Identity, Image, Instance, InstanceConfig, InstanceName, InstanceStatus, Member, ModelError,
     ObservedState, Token, TokenKind, Usage,
 };

@@ -3,7 +3,7 @@
 //! connection failures a client can hit before it reaches any daemon.
 //! The test-bed test needs root and skips with a message otherwise.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use shoal_tests::testbed::bin_dir;
 use shoal_tests::{is_root, Testbed};
 use std::io::Write;
@@ -53,9 +53,15 @@ fn with_stdin(mut cmd: Command, input: &[u8]) -> Output {
     out
 }
 
-fn failure(out: &shoal_tests::CliOutput, needle: &str, what: &str) {
-    assert_ne!(out.code, 0, "{what} must fail: {out:?}");
-    assert!(out.stderr.contains(needle), "{what}: {}", out.stderr);
+fn tmp(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(prefix).tempdir().unwrap()
+}
+
+/// `shoal ARGS` must fail with `needle` in its error.
+fn refused(tb: &Testbed, args: &[&str], needle: &str) {
+    let out = tb.shoal(args);
+    assert_ne!(out.code, 0, "{args:?} must fail: {out:?}");
+    assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
 }
 
 #[test]
@@ -164,8 +170,7 @@ fn lifecycle(tb: &Testbed) {
 
     tb.shoal(&["freeze", "clii1"]).ok();
     assert_eq!(status(tb, "clii1"), "Frozen");
-    let out = tb.shoal(&["exec", "clii1", "--", "true"]);
-    failure(&out, "frozen", "exec in a frozen instance");
+    refused(tb, &["exec", "clii1", "--", "true"], "frozen");
     tb.shoal(&["unfreeze", "clii1"]).ok();
     assert_eq!(status(tb, "clii1"), "Running");
     let out = tb.shoal(&["exec", "clii1", "--", "echo", "thawed"]).ok();
@@ -176,11 +181,7 @@ fn lifecycle(tb: &Testbed) {
     let dir = tb.host_dir("a").join("containers/clii1");
     assert!(dir.exists(), "{} missing", dir.display());
     tb.shoal(&["delete", "clii1"]).ok();
-    failure(
-        &tb.shoal(&["info", "clii1"]),
-        "not found",
-        "info of a deleted instance",
-    );
+    refused(tb, &["info", "clii1"], "not found");
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
@@ -188,15 +189,8 @@ fn lifecycle(tb: &Testbed) {
 /// shutdown is made slow (a ::shutdown: action that sleeps), so the outcome is known to lag.
 fn no_wait(tb: &Testbed) {
     tb.shoal(&["launch", "busybox", "clislow"]).ok();
-    tb.shoal(&[
-        "exec",
-        "clislow",
-        "--",
-        "sh",
-        "-c",
-        "echo ::shutdown:/bin/sleep 30 >> /etc/inittab && kill -HUP 1",
-    ])
-    .ok();
+    let slow = "echo ::shutdown:/bin/sleep 30 >> /etc/inittab && kill -HUP 1";
+    tb.shoal(&["exec", "clislow", "--", "sh", "-c", slow]).ok();
     std::thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();
     tb.shoal(&["stop", "--no-wait", "--timeout", "2", "clislow"])
@@ -242,53 +236,42 @@ fn exec(tb: &Testbed) {
 
     let out = tb.shoal(&["exec", "clic1", "--", "sh", "-c", "kill -9 $$"]);
     assert_eq!(out.code, 137, "killed by SIGKILL is 128 + 9: {out:?}");
-    let out = tb
-        .shoal(&[
-            "exec",
-            "clic1",
-            "--env",
-            "K=V",
-            "--env",
-            "A=b=c",
-            "--",
-            "sh",
-            "-c",
-            "echo $K $A",
-        ])
-        .ok();
-    assert_eq!(out.stdout, "V b=c\n");
-    let out = tb
-        .shoal(&["exec", "clic1", "--cwd", "/tmp", "--", "pwd"])
-        .ok();
-    assert_eq!(out.stdout, "/tmp\n");
-    let out = tb
-        .shoal(&["exec", "clic1", "--user", "1000", "--", "id", "-u"])
-        .ok();
-    assert_eq!(out.stdout, "1000\n");
-    let out = tb
-        .shoal(&[
-            "exec", "clic1", "--user", "1000", "--group", "1000", "--", "id", "-g",
-        ])
-        .ok();
-    assert_eq!(out.stdout, "1000\n");
-    // Without a terminal on either end there is no tty inside.
-    let out = tb.shoal(&["exec", "clic1", "--", "sh", "-c", "[ -t 0 ] || echo no-tty"]);
-    assert_eq!(out.stdout, "no-tty\n");
-
-    failure(
-        &tb.shoal(&["exec", "nope", "--", "true"]),
+    for (opts, want) in [
+        (
+            &[
+                "--env",
+                "K=V",
+                "--env",
+                "A=b=c",
+                "--",
+                "sh",
+                "-c",
+                "echo $K $A",
+            ][..],
+            "V b=c\n",
+        ),
+        (&["--cwd", "/tmp", "--", "pwd"], "/tmp\n"),
+        (&["--user", "1000", "--", "id", "-u"], "1000\n"),
+        (
+            &["--user", "1000", "--group", "1000", "--", "id", "-g"],
+            "1000\n",
+        ),
+        // Without a terminal on either end there is no tty inside.
+        (&["--", "sh", "-c", "[ -t 0 ] || echo no-tty"], "no-tty\n"),
+    ] {
+        let args: Vec<&str> = ["exec", "clic1"].iter().chain(opts).copied().collect();
+        assert_eq!(tb.shoal(&args).ok().stdout, want, "{opts:?}");
+    }
+    refused(
+        tb,
+        &["exec", "nope", "--", "true"],
         "instance 'nope' not found",
-        "exec in a missing instance",
     );
-    failure(
-        &tb.shoal(&["exec", "clic1", "--", "nosuchcmd"]),
-        "nosuchcmd",
-        "a missing command",
-    );
-    failure(
-        &tb.shoal(&["exec", "clic1", "--cwd", "/nonexistent", "--", "pwd"]),
+    refused(tb, &["exec", "clic1", "--", "nosuchcmd"], "nosuchcmd");
+    refused(
+        tb,
+        &["exec", "clic1", "--cwd", "/nonexistent", "--", "pwd"],
         "/nonexistent",
-        "a missing cwd",
     );
 }
 
@@ -304,10 +287,7 @@ fn sha256(path: &Path) -> String {
 
 /// Import, list, info, aliases and delete of a second image.
 fn images(tb: &Testbed) {
-    let dir = tempfile::Builder::new()
-        .prefix("shoal-cli-img-")
-        .tempdir()
-        .unwrap();
+    let dir = tmp("shoal-cli-img-");
     let file = dir.path().join("busybox2.tar.gz");
     let built = Command::new(shoal_tests::testbed::workspace().join("deploy/build-busybox-image"))
         .arg(&file)
@@ -325,17 +305,11 @@ fn images(tb: &Testbed) {
         "the new image must differ"
     );
 
-    let out = tb
-        .shoal(&[
-            "image",
-            "import",
-            file.to_str().unwrap(),
-            "--alias",
-            "bb2",
-            "--alias",
-            "other",
-        ])
-        .ok();
+    let path = file.to_str().unwrap();
+    let out = tb.shoal(&[
+        "image", "import", path, "--alias", "bb2", "--alias", "other",
+    ]);
+    let out = out.ok();
     assert_eq!(
         out.stdout,
         format!("Image imported with fingerprint: {fp}\n")
@@ -346,12 +320,12 @@ fn images(tb: &Testbed) {
         .iter()
         .find(|i| i["fingerprint"] == fp.as_str())
         .expect("new image listed");
-    assert_eq!(img["aliases"], serde_json::json!(["bb2", "other"]));
+    assert_eq!(img["aliases"], json!(["bb2", "other"]));
     assert_eq!(img["size"], size);
     assert_eq!(img["architecture"], "x86_64");
     assert_eq!(img["os"], "busybox");
     assert_eq!(img["stop_signal"], "SIGUSR2");
-    assert_eq!(img["locations"], serde_json::json!(["a"]));
+    assert_eq!(img["locations"], json!(["a"]));
     assert!(!img["release"].as_str().unwrap().is_empty(), "{img}");
     assert!(
         img["description"].as_str().unwrap().contains("busybox"),
@@ -382,145 +356,120 @@ fn images(tb: &Testbed) {
         .json();
     assert_eq!(
         (v["fingerprint"].as_str(), &v["aliases"]),
-        (Some(fp.as_str()), &serde_json::json!(["other", "small"]))
+        (Some(fp.as_str()), &json!(["other", "small"]))
     );
-    failure(
-        &tb.shoal(&["image", "info", "bb2"]),
-        "not found",
-        "info of a removed alias",
-    );
+    refused(tb, &["image", "info", "bb2"], "not found");
     tb.shoal(&["image", "alias", "set", "small", "busybox"])
         .ok();
     let v = tb
         .shoal(&["image", "info", "busybox", "--format", "json"])
         .ok()
         .json();
-    assert_eq!(v["aliases"], serde_json::json!(["busybox", "small"]));
+    assert_eq!(v["aliases"], json!(["busybox", "small"]));
     tb.shoal(&["image", "alias", "set", "small", "other"]).ok();
-    failure(
-        &tb.shoal(&["image", "alias", "delete", "nope"]),
+    refused(
+        tb,
+        &["image", "alias", "delete", "nope"],
         "alias 'nope' not found",
-        "removing a missing alias",
     );
-    failure(
-        &tb.shoal(&["image", "alias", "set", "x", "nope"]),
+    refused(
+        tb,
+        &["image", "alias", "set", "x", "nope"],
         "image 'nope' not found",
-        "an alias to a missing image",
     );
 
     // Refused while an instance uses it, naming the instance; works afterwards.
     tb.shoal(&["launch", "small", "cliu1"]).ok();
     assert_eq!(info(tb, "cliu1")["image_fingerprint"], fp.as_str());
-    failure(
-        &tb.shoal(&["image", "delete", "small"]),
+    refused(
+        tb,
+        &["image", "delete", "small"],
         "used by instances: cliu1",
-        "deleting an image in use",
     );
     assert_eq!(images_json(tb).len(), 2);
     tb.shoal(&["delete", "--force", "cliu1"]).ok();
     tb.shoal(&["image", "delete", "small"]).ok();
     let list = images_json(tb);
     assert_eq!(list.len(), 1, "{list:?}");
-    assert_eq!(list[0]["aliases"], serde_json::json!(["busybox"]));
+    assert_eq!(list[0]["aliases"], json!(["busybox"]));
     assert!(
         !tb.host_dir("a").join("images").join(&fp).exists(),
         "unpacked copy left behind"
     );
-    failure(
-        &tb.shoal(&["image", "delete", "small"]),
-        "not found",
-        "deleting it twice",
-    );
+    refused(tb, &["image", "delete", "small"], "not found");
 
     // Not a tarball at all, and no file: clear errors, nothing imported.
     let junk = dir.path().join("junk.tar");
     std::fs::write(&junk, "this is not an image\n".repeat(100)).unwrap();
-    failure(
-        &tb.shoal(&["image", "import", junk.to_str().unwrap(), "--alias", "junk"]),
+    refused(
+        tb,
+        &["image", "import", junk.to_str().unwrap(), "--alias", "junk"],
         "tarball",
-        "importing junk",
     );
-    failure(
-        &tb.shoal(&["image", "import", "/nonexistent/x.tar"]),
+    refused(
+        tb,
+        &["image", "import", "/nonexistent/x.tar"],
         "cannot open /nonexistent/x.tar",
-        "importing a missing file",
     );
     assert_eq!(images_json(tb), list, "the image list changed");
-    failure(
-        &tb.shoal(&["image", "info", "junk"]),
-        "not found",
-        "the junk alias",
-    );
-}
-
-/// Writes a copy of the test bed's config with `ca`, `cert` and `key` replaced.
-fn alt_config(tb: &Testbed, path: &Path, ca: &Path, cert: &Path, key: &Path) {
-    let cfg = std::fs::read_to_string(tb.config()).unwrap();
-    let mut text = String::new();
-    for line in cfg.lines() {
-        let line = match line.split(" =").next() {
-            Some("ca") => format!("ca = {ca:?}"),
-            Some("cert") => format!("cert = {cert:?}"),
-            Some("key") => format!("key = {key:?}"),
-            _ => line.to_string(),
-        };
-        text.push_str(&line);
-        text.push('\n');
-    }
-    std::fs::write(path, text).unwrap();
+    refused(tb, &["image", "info", "junk"], "not found");
 }
 
 /// The handshake fails either way round with another cluster's PKI, and says which side.
 fn tls_failures(tb: &Testbed) {
-    let dir = tempfile::Builder::new()
-        .prefix("shoal-cli-tls-")
-        .tempdir()
-        .unwrap();
+    let dir = tmp("shoal-cli-tls-");
     let other = shoal_node::cluster::pki::ensure(&dir.path().join("pki"), "x", &[]).unwrap();
     let ours = tb.host_dir("a").join("tls");
-    let run = |cfg: &Path| {
+    let cases = [
+        // The client does not trust the server.
+        (
+            [
+                other.ca_cert.clone(),
+                ours.join("admin.crt"),
+                ours.join("admin.key"),
+            ],
+            "check ca, cert, key and server_name",
+        ),
+        // The server does not trust the client.
+        (
+            [
+                ours.join("ca.crt"),
+                other.admin_cert.clone(),
+                other.admin_key.clone(),
+            ],
+            "refused the client certificate",
+        ),
+    ];
+    let cfg = std::fs::read_to_string(tb.config()).unwrap();
+    for ([ca, cert, key], needle) in cases {
+        // The test bed's config with ca, cert and key replaced.
+        let mut text = String::new();
+        for line in cfg.lines() {
+            let line = match line.split(" =").next() {
+                Some("ca") => format!("ca = {ca:?}"),
+                Some("cert") => format!("cert = {cert:?}"),
+                Some("key") => format!("key = {key:?}"),
+                _ => line.to_string(),
+            };
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let path = dir.path().join("alt.toml");
+        std::fs::write(&path, text).unwrap();
         let out = tb
             .shoal_cmd(&["list"])
-            .env("SHOAL_CONFIG", cfg)
+            .env("SHOAL_CONFIG", &path)
             .output()
             .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    // The client does not trust the server.
-    let cfg = dir.path().join("wrong-ca.toml");
-    alt_config(
-        tb,
-        &cfg,
-        &other.ca_cert,
-        &ours.join("admin.crt"),
-        &ours.join("admin.key"),
-    );
-    let (code, err) = run(&cfg);
-    assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("check ca, cert, key and server_name"), "{err}");
-    // The server does not trust the client.
-    let cfg = dir.path().join("foreign.toml");
-    alt_config(
-        tb,
-        &cfg,
-        &ours.join("ca.crt"),
-        &other.admin_cert,
-        &other.admin_key,
-    );
-    let (code, err) = run(&cfg);
-    assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("refused the client certificate"), "{err}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(needle), "{err}");
+    }
 }
 
 #[test]
 fn connection_failures_name_the_address_and_the_fix() {
-    let dir = tempfile::Builder::new()
-        .prefix("shoal-cli-conn-")
-        .tempdir()
-        .unwrap();
+    let dir = tmp("shoal-cli-conn-");
     let shoal = |config: &Path, args: &[&str]| {
         let out = Command::new(bin_dir().join("shoal"))
             .args(args)

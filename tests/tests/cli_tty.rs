@@ -167,13 +167,13 @@ fn exec_on_a_terminal() {
 
     window_change(&tb);
 
-    // `tty` (ttyname) inside must name the exec's terminal. Last, as it is a known daemon bug:
-    // the monitor opens the exec pty in the host's devpts, so the container's /dev/pts
-    // does not hold it and `tty` answers "not a tty".
+    // The terminal is the container's own: `tty` (ttyname) finds it under the container's
+    // /dev/pts. Checked last so a failure here leaves the checks above meaningful.
     let (code, out, _) = OnPty::spawn(&tb, &["exec", "clitty1", "--", "tty"]).finish();
     assert!(
         code == 0 && out.starts_with("/dev/pts/"),
-        "tty inside: code {code}, {out:?}"
+        "`tty` inside: code {code}, {out:?} (is the exec pty opened in the host's devpts \
+         instead of the container's /dev/pts?)"
     );
     tb.down();
 }

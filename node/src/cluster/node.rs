@@ -45,6 +45,11 @@ pub struct ClusterNode {
     liveness: Mutex<HashMap<String, Instant>>,
     /// When this member last became leader (a grace period for liveness).
     leader_since: Mutex<Option<Instant>>,
+    /// When this member last renewed its lease (a heartbeat the leader answered, or, on the
+    /// leader, a quorum acknowledging it).
+    lease_renewed: Mutex<Instant>,
+    /// The leader's applied revision in its last heartbeat reply.
+    leader_revision: std::sync::atomic::AtomicU64,
 }
 
 impl ClusterNode {
@@ -64,6 +69,8 @@ impl ClusterNode {
             peers,
             liveness: Mutex::new(HashMap::new()),
             leader_since: Mutex::new(None),
+            lease_renewed: Mutex::new(Instant::now()),
+            leader_revision: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -169,6 +176,47 @@ impl ClusterNode {
             (false, true) => *since = None,
             _ => {}
         }
+    }
+
+    /// Records a renewed lease; `leader_revision` is what the leader had applied.
+    pub fn renew_lease(&self, leader_revision: u64) {
+        *self.lease_renewed.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.leader_revision
+            .store(leader_revision, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Time since the lease was last renewed.
+    pub fn lease_age(&self) -> Duration {
+        self.lease_renewed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    /// The leader's applied revision at the last renewal.
+    pub fn leader_revision(&self) -> u64 {
+        self.leader_revision
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How long the leader has not heard from `name` (counting from when it became leader);
+    /// `None` if this member does not lead.
+    pub fn silent_for(&self, name: &str) -> Option<Duration> {
+        if name == self.name {
+            return Some(Duration::ZERO);
+        }
+        let since = (*self.leader_since.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let heard = self
+            .liveness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied();
+        let last = match heard {
+            Some(h) if h > since => h,
+            _ => since,
+        };
+        Some(last.elapsed())
     }
 
     /// Whether `name` is online, as the leader sees it.

@@ -165,6 +165,18 @@ async fn resync(ctx: &Arc<Ctx>, inflight: &Arc<Mutex<HashSet<InstanceName>>>) {
     }
 }
 
+/// The status of a failed attempt at `revision`.
+fn error_status(revision: u64, message: String) -> InstanceStatus {
+    InstanceStatus {
+        state: ObservedState::Error,
+        observed_revision: revision,
+        message,
+        init_pid: None,
+        usage: None,
+        updated_at_ms: now_ms(),
+    }
+}
+
 async fn report(ctx: &Arc<Ctx>, inst: &Instance, status: InstanceStatus) {
     let cmd = Command::ReportStatus {
         name: inst.name.to_string(),
@@ -177,7 +189,7 @@ async fn report(ctx: &Arc<Ctx>, inst: &Instance, status: InstanceStatus) {
     }
 }
 
-async fn converge(ctx: &Arc<Ctx>, inst: Instance) {
+pub(crate) async fn converge(ctx: &Arc<Ctx>, inst: Instance) {
     let revision = inst.desired_revision;
     if inst.desired != DesiredState::Deleted {
         if let Err(message) = super::image_fetch::ensure_image(ctx, &inst.image_fingerprint).await {
@@ -189,15 +201,7 @@ async fn converge(ctx: &Arc<Ctx>, inst: Instance) {
                     .unwrap_or(false)
             };
             if !exists {
-                let status = InstanceStatus {
-                    state: ObservedState::Error,
-                    observed_revision: revision,
-                    message,
-                    init_pid: None,
-                    usage: None,
-                    updated_at_ms: now_ms(),
-                };
-                report(ctx, &inst, status).await;
+                report(ctx, &inst, error_status(revision, message)).await;
                 return;
             }
         }
@@ -222,15 +226,7 @@ async fn converge(ctx: &Arc<Ctx>, inst: Instance) {
         (_, Ok(st)) => report(ctx, &inst, status_from(&st, revision)).await,
         (_, Err(message)) => {
             tracing::warn!(instance = %inst.name, %message, "converge failed");
-            let status = InstanceStatus {
-                state: ObservedState::Error,
-                observed_revision: revision,
-                message,
-                init_pid: None,
-                usage: None,
-                updated_at_ms: now_ms(),
-            };
-            report(ctx, &inst, status).await;
+            report(ctx, &inst, error_status(revision, message)).await;
         }
     }
 }
@@ -261,6 +257,7 @@ fn container_config(
         },
         stop_signal,
         env: cfg.environment,
+        fence: super::fencing::fenceable(&inst.config),
     })
 }
 

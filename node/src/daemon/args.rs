@@ -11,7 +11,7 @@ pub enum LogFormat {
 }
 
 /// `shoald`: the Shoal node agent.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "shoald", version, about = "The Shoal node agent")]
 pub struct DaemonArgs {
     /// This host's member name (letters, digits, hyphens).

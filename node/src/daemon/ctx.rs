@@ -1,7 +1,9 @@
 //! What every service and the agent loop share.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use super::ops::Operations;
 use super::state::StateHandle;
@@ -18,4 +20,8 @@ pub struct Ctx {
     pub runtime: Arc<Runtime>,
     /// Where uploads are spooled.
     pub spool_dir: PathBuf,
+    /// Instances this host stopped because its lease expired.
+    pub fenced: Mutex<HashSet<String>>,
+    /// Containers being imported for a move (not stale, though not placed here yet).
+    pub importing: Mutex<HashSet<String>>,
 }

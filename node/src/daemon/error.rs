@@ -33,7 +33,13 @@ fn model_code(e: &ModelError) -> Code {
     match e {
         ModelError::InvalidName { .. }
         | ModelError::Config(_)
-        | ModelError::InvalidAlias { .. } => Code::InvalidArgument,
+        | ModelError::InvalidAlias { .. }
+        | ModelError::InvalidPlacementGroup { .. }
+        | ModelError::InvalidSchedulerConfig(_) => Code::InvalidArgument,
+        ModelError::UnknownPlacementGroup { .. } => Code::NotFound,
+        ModelError::PlacementGroupExists(_) => Code::AlreadyExists,
+        ModelError::PlacementGroupInUse { .. } => Code::FailedPrecondition,
+        ModelError::PlanRejected { .. } => Code::Aborted,
         ModelError::InstanceExists(_)
         | ModelError::ImageExists(_)
         | ModelError::MemberExists(_)

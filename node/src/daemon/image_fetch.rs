@@ -104,7 +104,11 @@ async fn fetch_from(ctx: &Arc<Ctx>, fp: &str, addr: &str) -> Result<(), String> 
     let mut file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
     let limits = ImportLimits::default();
     let mut total = 0u64;
-    while let Some(chunk) = stream.message().await.map_err(|s| s.message().to_string())? {
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(|s| s.message().to_string())?
+    {
         total += chunk.data.len() as u64;
         if total > limits.max_tarball_bytes {
             return Err("the image is larger than the import limit".into());

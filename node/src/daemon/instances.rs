@@ -13,6 +13,7 @@ use super::ctx::Ctx;
 use super::error::ApiError;
 use super::ops::{now_ms, track_instance, Goal};
 use crate::cluster::pki::Role;
+use shoal_raft::scheduler::{place, NoFit, PlacementRequest, Target};
 use shoal_raft::ObservedState;
 
 /// The instances service.
@@ -26,6 +27,48 @@ fn name_of(name: &str) -> Result<InstanceName, Status> {
 }
 
 impl InstancesService {
+    /// Chooses the host for a new instance: the target host, or the scheduler's choice
+    /// among the target group or all members.
+    async fn place(
+        &self,
+        name: &str,
+        config: &BTreeMap<String, String>,
+        image: &str,
+        target: &str,
+    ) -> Result<String, Status> {
+        let target = Target::parse(target);
+        if let Target::Host(h) = &target {
+            let members = self
+                .ctx
+                .state
+                .read(|s| s.members.keys().cloned().collect::<Vec<_>>());
+            if !members.contains(h) {
+                return Err(Status::not_found(format!(
+                    "unknown target host '{h}' (members: {})",
+                    members.join(", ")
+                )));
+            }
+        }
+        let online = super::membership::online_members(&self.ctx).await;
+        let arch = self
+            .ctx
+            .state
+            .read(|s| s.resolve_image(image).map(|i| i.architecture.clone()))
+            .unwrap_or_default();
+        let req = PlacementRequest::new(name, config.clone(), arch, target);
+        self.ctx
+            .state
+            .read(|s| place(s, &|m: &str| online.contains(m), &req))
+            .map(|p| p.host)
+            .map_err(|e| match e {
+                NoFit::UnknownHost { .. }
+                | NoFit::EmptyGroup { .. }
+                | NoFit::UnknownPlacementGroup { .. } => Status::not_found(e.to_string()),
+                NoFit::Config(_) => Status::invalid_argument(e.to_string()),
+                _ => Status::resource_exhausted(e.to_string()),
+            })
+    }
+
     async fn change(
         &self,
         name: &str,
@@ -88,22 +131,7 @@ impl pb::instances_server::Instances for InstancesService {
                 r.image, r.image
             )));
         }
-        let location = if r.target.is_empty() {
-            self.ctx.node.clone()
-        } else {
-            let members = self
-                .ctx
-                .state
-                .read(|s| s.members.keys().cloned().collect::<Vec<_>>());
-            if !members.contains(&r.target) {
-                return Err(Status::not_found(format!(
-                    "unknown target host '{}' (members: {})",
-                    r.target,
-                    members.join(", ")
-                )));
-            }
-            r.target.clone()
-        };
+        let location = self.place(&r.name, &config, &r.image, &r.target).await?;
         let res = self
             .ctx
             .state

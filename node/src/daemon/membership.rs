@@ -164,13 +164,34 @@ impl ipb::membership_server::Membership for MembershipService {
                         }
                     }
                     Err(e) => {
-                        let _ = tx.send(Err(Status::internal(format!("reading the image: {e}")))).await;
+                        let _ = tx
+                            .send(Err(Status::internal(format!("reading the image: {e}"))))
+                            .await;
                         return;
                     }
                 }
             }
         });
         Ok(Response::new(stream))
+    }
+
+    async fn liveness(
+        &self,
+        req: Request<ipb::LivenessRequest>,
+    ) -> Result<Response<ipb::LivenessReply>, Status> {
+        require_member(&req)?;
+        let node = self.ctx.state.node();
+        if !node.is_leader() {
+            return Err(Status::failed_precondition("not the leader"));
+        }
+        let online = self.ctx.state.read(|s| {
+            s.members
+                .keys()
+                .filter(|n| node.is_online(n))
+                .cloned()
+                .collect()
+        });
+        Ok(Response::new(ipb::LivenessReply { online }))
     }
 
     async fn heartbeat(
@@ -181,7 +202,40 @@ impl ipb::membership_server::Membership for MembershipService {
         let node = self.ctx.state.node();
         node.heard_from(&caller.name);
         let term = node.raft.metrics().borrow().current_term;
-        Ok(Response::new(ipb::HeartbeatReply { term }))
+        Ok(Response::new(ipb::HeartbeatReply {
+            term,
+            applied_revision: node.shared.revision(),
+        }))
+    }
+}
+
+/// The members online as the leader sees them (asked of the leader when this member does
+/// not lead; if no leader answers, every member counts as online and the leader's
+/// check at apply has the last word on resources).
+pub async fn online_members(ctx: &Ctx) -> std::collections::HashSet<String> {
+    let node = ctx.state.node();
+    let all = || ctx.state.read(|s| s.members.keys().cloned().collect());
+    match node.leader() {
+        Some((id, _)) if id == node.id => ctx.state.read(|s| {
+            s.members
+                .keys()
+                .filter(|n| node.is_online(n))
+                .cloned()
+                .collect()
+        }),
+        Some((_, leader)) => {
+            let Ok(ch) = node.peers.channel(&leader.addr) else {
+                return all();
+            };
+            let mut client = ipb::membership_client::MembershipClient::new(ch);
+            let mut req = Request::new(ipb::LivenessRequest {});
+            req.set_timeout(std::time::Duration::from_secs(2));
+            match client.liveness(req).await {
+                Ok(r) => r.into_inner().online.into_iter().collect(),
+                Err(_) => all(),
+            }
+        }
+        None => all(),
     }
 }
 
@@ -196,6 +250,12 @@ pub async fn heartbeat_loop(ctx: Arc<Ctx>) {
         };
         if id == node.id {
             node.heard_from(&node.name);
+            // The leader's lease is a quorum that recently acknowledged it.
+            let quorum = node.raft.metrics().borrow().millis_since_quorum_ack;
+            if quorum.is_some_and(|ms| ms < super::fencing::FENCE_AFTER.as_millis() as u64) {
+                node.renew_lease(node.shared.revision());
+                super::fencing::lease_renewed(&ctx).await;
+            }
             continue;
         }
         let Ok(ch) = node.peers.channel(&leader.addr) else {
@@ -207,6 +267,9 @@ pub async fn heartbeat_loop(ctx: Arc<Ctx>) {
             applied_revision: ctx.state.read(|s| s.revision),
         });
         req.set_timeout(std::time::Duration::from_millis(900));
-        let _ = client.heartbeat(req).await;
+        if let Ok(reply) = client.heartbeat(req).await {
+            node.renew_lease(reply.into_inner().applied_revision);
+            super::fencing::lease_renewed(&ctx).await;
+        }
     }
 }

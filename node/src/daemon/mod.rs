@@ -17,6 +17,8 @@ mod convert;
 mod ctx;
 mod error;
 mod exec;
+mod fencing;
+mod healer;
 mod image_fetch;
 mod images;
 mod instances;

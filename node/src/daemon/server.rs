@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use shoal_proto::api as pb;
 use shoal_proto::internal as ipb;
 use shoal_raft::consensus::{self, GrpcNetworkFactory, MemberNode, RaftGrpcService};
-use shoal_raft::{Capacity, CaRecord, Command, InstanceName, Member};
+use shoal_raft::{CaRecord, Capacity, Command, InstanceName, Member};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -202,6 +202,8 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         images,
         runtime,
         spool_dir: data.join("spool"),
+        fenced: Default::default(),
+        importing: Default::default(),
     });
     let _ = std::fs::remove_dir_all(&ctx.spool_dir);
 
@@ -253,10 +255,15 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     if me.bootstrap {
         bootstrap(&node, &args, &advertise, &tls).await?;
     }
-    register(&state, &args, &advertise, me.id).await;
+    {
+        let (state, args, advertise) = (state.clone(), args.clone(), advertise.clone());
+        tokio::spawn(async move { register(&state, &args, &advertise, me.id).await });
+    }
 
     tokio::spawn(agent::run(ctx.clone()));
     tokio::spawn(heartbeat_loop(ctx.clone()));
+    tokio::spawn(super::fencing::run(ctx.clone()));
+    tokio::spawn(super::healer::run(ctx.clone()));
     tokio::spawn(super::image_fetch::replicate_loop(ctx.clone()));
     tokio::spawn(roles::run(node.clone(), roles::RolePolicy::default()));
 
@@ -355,23 +362,33 @@ fn host_capacity() -> Capacity {
     }
 }
 
-/// Keeps this member's record (address, failure domain, capacity, labels, groups) up to date.
+/// Keeps this member's record (address, failure domain, capacity, labels, groups) up to
+/// date. A member that just joined does not see its own record until its replica catches
+/// up, so this retries until the record is there and current.
 async fn register(state: &StateHandle, args: &DaemonArgs, advertise: &str, id: u64) {
-    let known = state.read(|s| s.members.get(&args.name).cloned());
-    let Some(known) = known else { return };
-    let member = Member {
-        id,
-        address: advertise.to_string(),
-        failure_domain: args.failure_domain.clone(),
-        capacity: host_capacity(),
-        labels: args.labels.iter().cloned().collect(),
-        groups: args.groups.iter().cloned().collect(),
-        ..known.clone()
-    };
-    if member == known {
-        return;
-    }
-    if let Err(e) = state.submit(Command::RegisterMember { member }).await {
-        tracing::warn!(error = %e, "updating this member's record failed");
+    let capacity = host_capacity();
+    loop {
+        let known = state.read(|s| s.members.get(&args.name).cloned());
+        if let Some(known) = known {
+            let member = Member {
+                id,
+                address: advertise.to_string(),
+                failure_domain: args.failure_domain.clone(),
+                capacity,
+                labels: args.labels.iter().cloned().collect(),
+                groups: args.groups.iter().cloned().collect(),
+                ..known.clone()
+            };
+            if member == known {
+                return;
+            }
+            match state.submit(Command::RegisterMember { member }).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "updating this member's record failed; retrying")
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -21,6 +21,7 @@ use super::config::{
 use super::error::RuntimeError;
 use super::exec_session::ExecSession;
 use super::idmap::IdmapAllocator;
+use super::lease::{read_lease, remove_lease, unix_now_ms, write_lease};
 use super::protocol::{Reply, Request};
 use super::spawn::{readonly_exe, spawn_monitor};
 use super::types::{ContainerState, ContainerStatus, ExecRequest};
@@ -78,7 +79,8 @@ impl Runtime {
     }
 
     /// Creates the container's directory, id range and config. Creating the same container
-    /// again with the same config is a no-op; on failure nothing is left behind.
+    /// again with the same config is a no-op (a different `fence` is applied as by
+    /// [`Runtime::set_fence`]); on failure nothing is left behind.
     pub fn create(&self, cfg: &ContainerConfig) -> Result<(), RuntimeError> {
         let name = cfg.name.as_str();
         validate_name(name)?;
@@ -106,6 +108,9 @@ impl Runtime {
         if paths.config().exists() {
             let old = self.load(name)?;
             return if old.matches(cfg) {
+                if old.fence != cfg.fence {
+                    self.set_fence(name, cfg.fence)?;
+                }
                 Ok(())
             } else {
                 Err(RuntimeError::AlreadyExists { name: name.into() })
@@ -166,10 +171,19 @@ impl Runtime {
 
     /// Starts the container's monitor; returns once init has been exec'd, or with the
     /// error of the step that failed.
+    /// A container that fences does not start while the host's lease has expired.
     pub fn start(&self, name: &str) -> Result<(), RuntimeError> {
-        self.load(name)?;
+        let stored = self.load(name)?;
         if self.query(name)?.is_some() {
             return Err(RuntimeError::AlreadyRunning { name: name.into() });
+        }
+        if stored.fence {
+            if let Some(at) = read_lease(&self.cfg.run_dir).expired_at(unix_now_ms()) {
+                return Err(RuntimeError::LeaseExpired {
+                    name: name.into(),
+                    expired_at_ms: at,
+                });
+            }
         }
         spawn_monitor(&self.cfg, &self.exe, name, &self.paths(name))
     }
@@ -194,10 +208,12 @@ impl Runtime {
                 status,
                 init_pid,
                 usage,
+                fenced,
             }) => Ok(ContainerState {
                 status,
                 init_pid: Some(init_pid),
                 exit_code: None,
+                fenced,
                 usage: usage.map(|u| Usage {
                     memory_bytes: u.memory_bytes,
                     cpu_nanos: u.cpu_nanos,
@@ -207,14 +223,16 @@ impl Runtime {
             Some(other) => Err(unexpected(name, "state", &other)),
             None => {
                 let path = state_path(&self.cfg.run_dir, name);
-                let exit_code = match read_json::<MonitorState>(name, "reading state", &path) {
-                    Ok(st) => st.exit_code,
-                    Err(_) => None,
-                };
+                let (exit_code, fenced) =
+                    match read_json::<MonitorState>(name, "reading state", &path) {
+                        Ok(st) => (st.exit_code, st.fenced),
+                        Err(_) => (None, false),
+                    };
                 Ok(ContainerState {
                     status: ContainerStatus::Stopped,
                     init_pid: None,
                     exit_code,
+                    fenced,
                     usage: None,
                 })
             }
@@ -272,6 +290,39 @@ impl Runtime {
                 .map_err(|e| RuntimeError::cgroup(name, "setting limits", e))?;
         }
         Ok(())
+    }
+
+    /// Changes whether the container is fenced when the host's lease expires: stored for
+    /// the next start and, if it runs, told to its monitor (which then checks the lease at
+    /// once, so turning fencing on with an expired lease kills the container).
+    pub fn set_fence(&self, name: &str, fence: bool) -> Result<(), RuntimeError> {
+        let mut stored = self.load(name)?;
+        if stored.fence != fence {
+            stored.fence = fence;
+            write_json(name, "writing config", &self.paths(name).config(), &stored)?;
+        }
+        // A monitor that is starting reads the stored value after binding its socket, so
+        // either it sees the new value or this request reaches it.
+        let req = Request::SetFence { fence };
+        match call(&self.cfg.run_dir, name, "set fence", &req, REQUEST_TIMEOUT)? {
+            None => Ok(()),
+            Some(c) => done(name, "set fence", c.reply),
+        }
+    }
+
+    /// Records the host's lease expiry (Unix milliseconds) in `<run_dir>/lease`, atomically.
+    /// The daemon calls it after every successful heartbeat; monitors of fencing
+    /// containers SIGKILL them once the recorded expiry has passed. Write an expiry a
+    /// margin (≥ 0.5 s) before the leader's, so the kill lands before the leader may
+    /// restart the instance elsewhere.
+    pub fn renew_lease(&self, expires_at_ms: i64) -> Result<(), RuntimeError> {
+        write_lease(&self.cfg.run_dir, expires_at_ms)
+    }
+
+    /// Removes the lease file: no lease, so no monitor fences (single-host clusters, or
+    /// fencing disabled by the operator). Clearing a missing lease is a no-op.
+    pub fn clear_lease(&self) -> Result<(), RuntimeError> {
+        remove_lease(&self.cfg.run_dir)
     }
 
     /// Removes a stopped container: its directory, leftover cgroups and its id range.

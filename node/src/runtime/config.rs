@@ -12,6 +12,7 @@
 //!     upper/ work/                    overlay upper and work dirs (owned by mapped root)
 //! <run_dir>/<name>.sock               the monitor's control socket (SOCK_SEQPACKET)
 //! <run_dir>/<name>.state              MonitorState: last exit status (written by the monitor)
+//! <run_dir>/lease                     the host's lease expiry, unix ms (see lease.rs)
 //! ```
 
 use std::fs;
@@ -52,6 +53,11 @@ pub struct ContainerConfig {
     pub stop_signal: i32,
     /// Extra environment for init.
     pub env: Vec<(String, String)>,
+    /// Fence on lease loss: the cluster may restart this instance elsewhere, so its
+    /// monitor SIGKILLs it once the host's lease (`<run_dir>/lease`) has expired. `false`
+    /// keeps it running (`cluster.evacuate=stay`, or a policy that must never stop it).
+    /// Changeable later with `Runtime::set_fence`.
+    pub fence: bool,
 }
 
 /// `Limits` as stored on disk.
@@ -92,6 +98,9 @@ pub(crate) struct StoredConfig {
     pub(crate) stop_signal: i32,
     #[serde(default)]
     pub(crate) env: Vec<(String, String)>,
+    /// Fence on lease loss (see [`ContainerConfig::fence`]); absent in older files: off.
+    #[serde(default)]
+    pub(crate) fence: bool,
     /// Host id range of container root; `None` for privileged containers.
     pub(crate) idmap: Option<IdRange>,
 }
@@ -105,13 +114,17 @@ impl StoredConfig {
             limits: StoredLimits::from(&cfg.limits),
             stop_signal: cfg.stop_signal,
             env: cfg.env.clone(),
+            fence: cfg.fence,
             idmap,
         }
     }
 
-    /// Whether `cfg` describes the same container (ignoring the id range create chose).
+    /// Whether `cfg` describes the same container (ignoring the id range create chose,
+    /// and the fencing policy, which may change over a container's life).
     pub(crate) fn matches(&self, cfg: &ContainerConfig) -> bool {
-        *self == Self::new(cfg, self.idmap)
+        let mut other = Self::new(cfg, self.idmap);
+        other.fence = self.fence;
+        *self == other
     }
 
     /// Host uid/gid of container root (0 for privileged containers).
@@ -129,6 +142,9 @@ pub(crate) struct MonitorState {
     /// Exit code of init, or 128 + signal.
     pub(crate) exit_code: Option<i32>,
     pub(crate) started_unix_ms: u64,
+    /// init was SIGKILLed because the host's lease expired (the exit reason).
+    #[serde(default)]
+    pub(crate) fenced: bool,
 }
 
 /// Checks a container name: it becomes a hostname, a directory, a cgroup and a socket name.
@@ -276,6 +292,7 @@ mod tests {
             },
             stop_signal: libc::SIGUSR2,
             env: vec![("A".into(), "b".into())],
+            fence: true,
         }
     }
 
@@ -302,6 +319,8 @@ mod tests {
         assert!(back.matches(&sample()));
         assert_eq!(back.root_id(), 1_065_536);
         let mut other = sample();
+        other.fence = false;
+        assert!(back.matches(&other), "the fencing policy may change");
         other.privileged = true;
         assert!(!back.matches(&other));
         assert_eq!(Limits::from(back.limits), sample().limits);
@@ -314,6 +333,7 @@ mod tests {
             "stop_signal":12,"idmap":null}"#;
         let c: StoredConfig = serde_json::from_str(json).unwrap();
         assert!(c.env.is_empty());
+        assert!(!c.fence, "older configs never fence");
         assert_eq!(c.root_id(), 0);
         assert_eq!(c.limits.pids_max, Some(5));
     }
@@ -328,6 +348,7 @@ mod tests {
             init_pid: Some(6),
             exit_code: None,
             started_unix_ms: 7,
+            fenced: true,
         };
         write_json("c", "writing state", &path, &st).unwrap();
         let back: MonitorState = read_json("c", "reading state", &path).unwrap();

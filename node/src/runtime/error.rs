@@ -136,6 +136,14 @@ pub enum RuntimeError {
         waited_ms: u64,
     },
 
+    /// `start` of a fencing container while the host's lease has expired: its monitor
+    /// would kill it at once (the cluster may already run it elsewhere).
+    #[error(
+        "container {name}: the host's lease expired at {expired_at_ms} (unix ms): \
+         renew it before starting a container that fences"
+    )]
+    LeaseExpired { name: String, expired_at_ms: i64 },
+
     /// `resize` on an exec session without a terminal.
     #[error("container {name}: exec session has no terminal to resize")]
     NoTerminal { name: String },

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! See `docs/runtime.md` for the design decisions (namespaces, id maps, overlay, the
-//! capability and seccomp lists, the monitor protocol and the CVE defences).
+//! capability and seccomp lists, the monitor protocol, lease fencing and the CVE
+//! defences).
 
 mod api;
 mod client;
@@ -18,6 +19,7 @@ mod config;
 mod error;
 mod exec_session;
 mod idmap;
+mod lease;
 mod monitor;
 mod protocol;
 mod spawn;

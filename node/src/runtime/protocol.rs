@@ -6,9 +6,10 @@
 //!
 //! ```text
 //! daemon                          monitor
-//!   State ─────────────────────────► State{status, init_pid, usage}
+//!   State ─────────────────────────► State{status, init_pid, usage, fenced}
 //!   Stop{timeout_ms, force} ───────► Done            (after init is gone and cleaned up)
 //!   Freeze / Thaw ─────────────────► Done
+//!   SetFence{fence} ───────────────► Done            (fencing policy, see lease.rs)
 //!   Exec{argv, env, ...} ──────────► ExecStarted{pid} + fds (stdin, stdout[, stderr])
 //!                                    ... later: ExecExit{code}
 //!   any ───────────────────────────► Error{step, errno, detail}
@@ -45,6 +46,7 @@ pub(crate) enum Request {
     Stop { timeout_ms: u64, force: bool },
     Freeze,
     Thaw,
+    SetFence { fence: bool },
     Exec(ExecRequest),
 }
 
@@ -82,6 +84,9 @@ pub(crate) enum Reply {
         status: ContainerStatus,
         init_pid: i32,
         usage: Option<WireUsage>,
+        /// The monitor has fenced init (lease expired); it is exiting.
+        #[serde(default)]
+        fenced: bool,
     },
     Done,
     ExecStarted {

@@ -21,6 +21,9 @@ pub struct ContainerState {
     pub init_pid: Option<i32>,
     /// Exit code of init's last run (128 + signal if killed), once stopped.
     pub exit_code: Option<i32>,
+    /// Why it stopped (or is stopping): its monitor SIGKILLed init because the host's
+    /// lease expired (see `Runtime::renew_lease`). The exit code is then 137.
+    pub fenced: bool,
     pub usage: Option<Usage>,
 }
 
@@ -31,6 +34,7 @@ impl ContainerState {
             status: ContainerStatus::Stopped,
             init_pid: None,
             exit_code: None,
+            fenced: false,
             usage: None,
         }
     }

@@ -133,6 +133,7 @@ impl TestEnv {
             },
             stop_signal: libc::SIGUSR2,
             env: vec![("SHOAL_TEST".into(), "1".into())],
+            fence: false,
         }
     }
 

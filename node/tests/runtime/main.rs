@@ -4,10 +4,12 @@
 //!
 //! `isolation`: what a container sees and cannot do; `lifecycle`: start, stop, freeze,
 //! persistence, adoption, deletion and errors; `robustness`: monitor failure, CVE
-//! defences, live limits, async exec.
+//! defences, live limits, async exec; `fencing`: monitors kill their container when the
+//! host's lease expires.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod fencing;
 mod isolation;
 mod lifecycle;
 mod robustness;

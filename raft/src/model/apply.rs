@@ -42,8 +42,20 @@ fn state_word(i: &Instance) -> String {
     format!("{:?}", i.status.state).to_lowercase()
 }
 
-/// Applies `cmd` as log entry `index`.
+/// Applies `cmd` as log entry `index`, and keeps the scheduler's load index (if built) in
+/// step with the instances it changed.
 pub fn apply(
+    state: &mut ClusterState,
+    index: u64,
+    cmd: &Command,
+) -> Result<CommandResult, ModelError> {
+    let refresh = crate::scheduler::LoadRefresh::before(state, cmd);
+    let result = apply_command(state, index, cmd);
+    refresh.after(state);
+    result
+}
+
+fn apply_command(
     state: &mut ClusterState,
     index: u64,
     cmd: &Command,
@@ -137,6 +149,7 @@ pub fn apply(
             if !state.members.contains_key(location) {
                 return Err(ModelError::MemberNotFound(location.clone()));
             }
+            super::apply_placement::check_create(state, name, config, location, &fingerprint)?;
             let inst = Instance {
                 name: key.clone(),
                 image: image.clone(),
@@ -156,6 +169,7 @@ pub fn apply(
                 status: InstanceStatus::pending(*now_ms),
                 created_at_ms: *now_ms,
                 version: index,
+                origin: None,
             };
             state.instances.insert(key, inst.clone());
             Ok(CommandResult::Instance(Box::new(inst)))
@@ -231,6 +245,14 @@ pub fn apply(
             inst.status = status.clone();
             inst.version = index;
             Ok(CommandResult::Instance(Box::new(inst.clone())))
+        }
+        Command::Relocate { .. }
+        | Command::MarkUnreachable { .. }
+        | Command::SetEvacuated { .. } => super::apply_move::apply_move(state, index, cmd),
+        Command::SetSchedulerConfig { .. }
+        | Command::CreatePlacementGroup { .. }
+        | Command::DeletePlacementGroup { .. } => {
+            super::apply_placement::apply_placement(state, cmd)
         }
         Command::ForgetInstance {
             name,

@@ -79,6 +79,29 @@ pub enum Command {
         node: String,
         placement_generation: u64,
     },
+    /// Places an instance on another host (healing, evacuation, move): a new placement
+    /// generation, so reports from the old host are refused from now on.
+    Relocate {
+        name: String,
+        from: String,
+        to: String,
+        expected_generation: u64,
+        /// Remember `from` as the host to return to on `restore`.
+        remember_origin: bool,
+        /// Why, for the status message.
+        reason: String,
+        now_ms: i64,
+    },
+    /// The leader marks an instance whose host is offline and that stays there.
+    MarkUnreachable {
+        name: String,
+        node: String,
+        placement_generation: u64,
+        message: String,
+        now_ms: i64,
+    },
+    /// Marks a member evacuated (no new placements) or restores it.
+    SetEvacuated { name: String, evacuated: bool },
     /// Sets the scheduler's options.
     SetSchedulerConfig { config: SchedulerConfig },
     /// Creates a placement group.

@@ -106,7 +106,9 @@ fn parse_labels(key: &str, v: &str) -> Result<Vec<(String, String)>, ConfigError
     let expected = "expected labels as key=value pairs separated by commas, each key once";
     let mut out: Vec<(String, String)> = Vec::new();
     for pair in v.split(',') {
-        let (k, val) = pair.split_once('=').ok_or_else(|| invalid(key, v, expected))?;
+        let (k, val) = pair
+            .split_once('=')
+            .ok_or_else(|| invalid(key, v, expected))?;
         let (k, val) = (k.trim(), val.trim());
         let bad = |s: &str| s.chars().any(|c| c.is_whitespace() || c == '=');
         if k.is_empty() || bad(k) || bad(val) || out.iter().any(|(o, _)| o == k) {
@@ -300,7 +302,10 @@ mod tests {
         let e = InstanceConfig::parse(&map(&[("placement.labels", "zone")]))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("placement.labels") && e.contains("key=value"), "{e}");
+        assert!(
+            e.contains("placement.labels") && e.contains("key=value"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub enum StateKey {
     Token(String),
     /// A client identity, by name.
     Identity(String),
+    /// The scheduler options.
+    Scheduler,
+    /// All placement groups (they are few: one record).
+    PlacementGroups,
 }
 
 /// The token a join or enrolment would consume, if any.
@@ -89,7 +93,14 @@ pub fn touched(state: &ClusterState, cmd: &Command) -> Vec<StateKey> {
         Command::CreateInstance { name, .. }
         | Command::SetDesired { name, .. }
         | Command::ReportStatus { name, .. }
-        | Command::ForgetInstance { name, .. } => vec![StateKey::Instance(name.clone())],
+        | Command::ForgetInstance { name, .. }
+        | Command::Relocate { name, .. }
+        | Command::MarkUnreachable { name, .. } => vec![StateKey::Instance(name.clone())],
+        Command::SetEvacuated { name, .. } => vec![StateKey::Member(name.clone())],
+        Command::SetSchedulerConfig { .. } => vec![StateKey::Scheduler],
+        Command::CreatePlacementGroup { .. } | Command::DeletePlacementGroup { .. } => {
+            vec![StateKey::PlacementGroups]
+        }
     }
 }
 
@@ -97,8 +108,8 @@ pub fn touched(state: &ClusterState, cmd: &Command) -> Vec<StateKey> {
 mod tests {
     use super::*;
     use crate::model::{
-        apply, CaRecord, DesiredState, Identity, Image, InstanceStatus, Member, ObservedState,
-        Token, TokenKind,
+        apply, CaRecord, DesiredState, GroupPolicy, Identity, Image, InstanceStatus, Member,
+        ObservedState, PlacementGroup, SchedulerConfig, Strategy, Token, TokenKind,
     };
     use std::collections::{BTreeMap, BTreeSet};
 
@@ -144,6 +155,12 @@ mod tests {
         );
         if before.ca != after.ca {
             out.insert(StateKey::Ca);
+        }
+        if before.scheduler != after.scheduler {
+            out.insert(StateKey::Scheduler);
+        }
+        if before.placement_groups != after.placement_groups {
+            out.insert(StateKey::PlacementGroups);
         }
         out
     }
@@ -314,6 +331,20 @@ mod tests {
                 fingerprint: fp1.clone(),
             },
             Command::DeleteImage { fingerprint: fp1 },
+            Command::SetSchedulerConfig {
+                config: SchedulerConfig {
+                    strategy: Strategy::BinPack,
+                    ..Default::default()
+                },
+            },
+            Command::CreatePlacementGroup {
+                group: PlacementGroup {
+                    name: "web".into(),
+                    policy: GroupPolicy::Spread,
+                    strict: true,
+                },
+            },
+            Command::DeletePlacementGroup { name: "web".into() },
         ]
     }
 

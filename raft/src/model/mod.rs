@@ -2,6 +2,7 @@
 
 mod apply;
 mod apply_cluster;
+mod apply_move;
 mod apply_placement;
 mod command;
 mod config;
@@ -17,7 +18,7 @@ pub use error::{ConfigError, ModelError};
 pub use keys::{touched, StateKey};
 pub use names::InstanceName;
 pub use state::{
-    Capacity, CaRecord, ClusterState, DesiredState, GroupPolicy, Identity, Image, Instance,
+    CaRecord, Capacity, ClusterState, DesiredState, GroupPolicy, Identity, Image, Instance,
     InstanceStatus, Member, ObservedState, PlacementGroup, SchedulerConfig, Strategy, Token,
     TokenKind, Usage,
 };

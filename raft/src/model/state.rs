@@ -263,6 +263,9 @@ pub struct Instance {
     pub created_at_ms: i64,
     /// Bumped whenever the record changes.
     pub version: u64,
+    /// The host it was evacuated from, to return to on restore.
+    #[serde(default)]
+    pub origin: Option<String>,
 }
 
 impl Instance {

@@ -52,6 +52,7 @@ fn ours(rootfs: &Path, work: &Path, runs: usize) -> Result<(Vec<Duration>, Optio
             },
             stop_signal: libc::SIGUSR2,
             env: vec![],
+            fence: false,
         };
         let t0 = Instant::now();
         rt.create(&cfg)?;

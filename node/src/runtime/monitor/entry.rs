@@ -197,10 +197,18 @@ fn serve(args: &Args, single: sys::SingleThreaded) -> Result<i32, WireError> {
         init_pid: Some(launched.pid.as_raw()),
         exit_code: None,
         started_unix_ms: started,
+        fenced: false,
     };
     let state_file = state_path(&args.run_dir, &name);
     if let Err(e) = write_json(&name, "writing state", &state_file, &state) {
         eprintln!("monitor {name}: {e}");
+    }
+    // The fencing policy may have changed since the config was read: `set_fence` stores
+    // it first and then asks the socket, which was bound before this read, so a change
+    // is either seen here or arrives as a request.
+    let mut cfg = cfg;
+    if let Ok(now) = read_json::<StoredConfig>(&name, "reading config", &paths.config()) {
+        cfg.fence = now.fence;
     }
     let monitor = super::event_loop::Monitor::new(
         name,

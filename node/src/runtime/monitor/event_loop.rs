@@ -7,6 +7,9 @@
 //! the stop signal and re-sends it every [`RESEND`] (a pid-namespace init drops signals
 //! that arrive before it has installed its handlers) until init exits or the deadline
 //! passes, then SIGKILLs init, which takes the whole pid namespace with it.
+//!
+//! A container that fences also wakes the loop to read the host's lease file (at most
+//! [`fence::LEASE_POLL`] apart, and at the recorded expiry); see fence.rs.
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -71,6 +74,9 @@ pub(crate) struct Monitor {
     frozen: bool,
     exit_code: Option<i32>,
     exited_at: Option<Instant>,
+    /// init was SIGKILLed because the host's lease expired.
+    fenced: bool,
+    lease: fence::LeaseWatch,
     stop: Option<Stopping>,
     conns: Vec<OwnedFd>,
     execs: Vec<ExecSession>,
@@ -87,6 +93,9 @@ enum Source {
 
 #[path = "requests.rs"]
 mod requests;
+
+#[path = "fence.rs"]
+mod fence;
 
 impl Monitor {
     #[allow(clippy::too_many_arguments)]
@@ -119,6 +128,8 @@ impl Monitor {
             frozen: false,
             exit_code: None,
             exited_at: None,
+            fenced: false,
+            lease: fence::LeaseWatch::new(),
             stop: None,
             conns: Vec::new(),
             execs: Vec::new(),
@@ -141,6 +152,7 @@ impl Monitor {
                     let _ = self.launched.cgroup.kill_all();
                 }
             }
+            self.watch_lease();
             let timeout = self.next_timeout();
             let ready = match self.wait(timeout) {
                 Ok(r) => r,
@@ -178,6 +190,9 @@ impl Monitor {
         }
         if self.exited_at.is_some() {
             next = Some(Instant::now() + Duration::from_millis(100));
+        }
+        if let Some(t) = self.lease_wakeup() {
+            next = Some(next.map_or(t, |n| n.min(t)));
         }
         match next {
             None => PollTimeout::NONE,
@@ -348,6 +363,7 @@ impl Monitor {
             init_pid: Some(self.launched.pid.as_raw()),
             exit_code: self.exit_code,
             started_unix_ms: self.started_unix_ms,
+            fenced: self.fenced,
         };
         let state_file = state_path(&self.run_dir, &self.name);
         if let Err(e) = write_json(&self.name, "writing state", &state_file, &state) {

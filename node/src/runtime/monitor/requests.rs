@@ -1,5 +1,5 @@
-//! Requests on the control socket (state, stop, freeze, thaw, exec) and the replies,
-//! including the exec sessions' start and exit reports.
+//! Requests on the control socket (state, stop, freeze, thaw, fencing policy, exec) and
+//! the replies, including the exec sessions' start and exit reports.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -48,11 +48,16 @@ impl Monitor {
                     status: self.status(),
                     init_pid: self.launched.pid.as_raw(),
                     usage,
+                    fenced: self.fenced,
                 };
                 Self::reply(&conn, &reply, &[]);
             }
             Request::Stop { timeout_ms, force } => {
                 self.begin_stop(Duration::from_millis(timeout_ms), force, Some(conn))
+            }
+            Request::SetFence { fence } => {
+                self.set_fence(fence);
+                Self::reply(&conn, &Reply::Done, &[]);
             }
             Request::Freeze | Request::Thaw => {
                 let freeze = matches!(req, Request::Freeze);

@@ -1,5 +1,6 @@
 //! The cluster state as sled records: one JSON record per member, image, alias, instance,
-//! token and identity, plus the CA, and the state machine's position in `sm_meta`.
+//! token and identity, plus the CA, the scheduler options and the placement groups (one
+//! record each, in `cluster`), and the state machine's position in `sm_meta`.
 //!
 //! `load` and `all_records` destructure `ClusterState` field by field, so a new field in the
 //! model fails to compile here until the store knows where to keep it.
@@ -15,6 +16,11 @@ use super::trees::{
 };
 use crate::model::{ClusterState, InstanceName, StateKey};
 
+/// Key of the scheduler options in the `cluster` tree.
+pub(crate) const SCHEDULER: &[u8] = b"scheduler";
+/// Key of the placement groups (all of them, one record) in the `cluster` tree.
+pub(crate) const PLACEMENT_GROUPS: &[u8] = b"placement_groups";
+
 /// A record to write: its tree, key and JSON value.
 type Record = (Table, Vec<u8>, Vec<u8>);
 
@@ -28,6 +34,8 @@ pub(crate) fn locate(key: &StateKey) -> (Table, &[u8]) {
         StateKey::Token(n) => (Table::Tokens, n.as_bytes()),
         StateKey::Identity(n) => (Table::Identities, n.as_bytes()),
         StateKey::Ca => (Table::Cluster, CA),
+        StateKey::Scheduler => (Table::Cluster, SCHEDULER),
+        StateKey::PlacementGroups => (Table::Cluster, PLACEMENT_GROUPS),
     }
 }
 
@@ -50,6 +58,8 @@ pub(crate) fn current(state: &ClusterState, key: &StateKey) -> Result<Option<Vec
         StateKey::Token(n) => enc("a token", state.tokens.get(n)),
         StateKey::Identity(n) => enc("an identity", state.identities.get(n)),
         StateKey::Ca => enc("the cluster ca", state.ca.as_ref()),
+        StateKey::Scheduler => enc("the scheduler options", Some(&state.scheduler)),
+        StateKey::PlacementGroups => enc("the placement groups", Some(&state.placement_groups)),
     }
 }
 
@@ -111,6 +121,9 @@ fn all_records(state: &ClusterState) -> Result<Vec<Record>, StoreError> {
         ca,
         tokens,
         identities,
+        scheduler,
+        placement_groups,
+        load: _,
     } = state;
     let mut out = Vec::new();
     records_of(&mut out, Table::Members, "a member", members, |k| k)?;
@@ -130,6 +143,16 @@ fn all_records(state: &ClusterState) -> Result<Vec<Record>, StoreError> {
     if let Some(ca) = ca {
         out.push((Table::Cluster, CA.to_vec(), encode("the cluster ca", ca)?));
     }
+    out.push((
+        Table::Cluster,
+        SCHEDULER.to_vec(),
+        encode("the scheduler options", scheduler)?,
+    ));
+    out.push((
+        Table::Cluster,
+        PLACEMENT_GROUPS.to_vec(),
+        encode("the placement groups", placement_groups)?,
+    ));
     Ok(out)
 }
 
@@ -200,6 +223,7 @@ pub(crate) fn load(trees: &Trees) -> Result<Applied, StoreError> {
         })?;
         aliases.insert(alias, fingerprint);
     }
+    let cluster = (trees.table(Table::Cluster), Table::Cluster.name());
     let state = ClusterState {
         revision,
         members: load_table(trees, Table::Members, |m: &crate::model::Member| &m.name)?,
@@ -208,11 +232,18 @@ pub(crate) fn load(trees: &Trees) -> Result<Applied, StoreError> {
         })?,
         aliases,
         instances,
-        ca: trees.get(trees.table(Table::Cluster), Table::Cluster.name(), CA)?,
+        ca: trees.get(cluster.0, cluster.1, CA)?,
         tokens: load_table(trees, Table::Tokens, |t: &crate::model::Token| &t.name)?,
         identities: load_table(trees, Table::Identities, |i: &crate::model::Identity| {
             &i.name
         })?,
+        scheduler: trees
+            .get(cluster.0, cluster.1, SCHEDULER)?
+            .unwrap_or_default(),
+        placement_groups: trees
+            .get(cluster.0, cluster.1, PLACEMENT_GROUPS)?
+            .unwrap_or_default(),
+        load: Default::default(),
     };
     Ok(Applied {
         last_applied,
