@@ -41,10 +41,13 @@ fn ppm(used: u64, cap: u64) -> u64 {
 fn fullness(member: &Member, load: HostLoad, demand: &Demand) -> (u64, u64) {
     let (cap, used) = (&member.capacity, &load.reserved);
     let cpu = ppm(
-        used.cpu_millicores + demand.cpu_millicores,
+        used.cpu_millicores.saturating_add(demand.cpu_millicores),
         cap.cpu_millicores,
     );
-    let memory = ppm(used.memory_bytes + demand.memory_bytes, cap.memory_bytes);
+    let memory = ppm(
+        used.memory_bytes.saturating_add(demand.memory_bytes),
+        cap.memory_bytes,
+    );
     (cpu.max(memory), cpu + memory)
 }
 
@@ -200,7 +203,7 @@ pub fn place_with(
             Ok(()) => {
                 candidates += 1;
                 let s = score(state.scheduler.strategy, m, host, load, &want, &domains);
-                if best.map_or(true, |(b, _)| s < b) {
+                if best.is_none_or(|(b, _)| s < b) {
                     best = Some((s, &m.name));
                 }
             }
