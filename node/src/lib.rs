@@ -5,3 +5,4 @@ pub mod daemon;
 pub mod image;
 pub mod runtime;
 pub mod sys;
+pub mod transfer;

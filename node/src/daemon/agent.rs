@@ -231,7 +231,7 @@ pub(crate) async fn converge(ctx: &Arc<Ctx>, inst: Instance) {
     }
 }
 
-fn container_config(
+pub(crate) fn container_config(
     images: &crate::image::ImageStore,
     inst: &Instance,
 ) -> Result<ContainerConfig, String> {

@@ -282,6 +282,48 @@ impl pb::cluster_server::Cluster for ClusterService {
         Ok(Response::new(pb::RemoveMemberResponse {}))
     }
 
+    async fn evacuate(
+        &self,
+        req: Request<pb::EvacuateRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        require(&req, Role::Admin, "evacuate hosts")?;
+        let host = req.into_inner().name;
+        if !self.ctx.state.read(|s| s.members.contains_key(&host)) {
+            return Err(Status::not_found(format!("member '{host}' not found")));
+        }
+        let op = self.ctx.ops.start(format!("evacuate {host}"), "");
+        let snap = op.snapshot();
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            match super::orchestrate::evacuate(&ctx, &op, &host).await {
+                Ok(m) => op.succeed(&m),
+                Err(e) => op.fail(&e),
+            }
+        });
+        Ok(Response::new(snap))
+    }
+
+    async fn restore(
+        &self,
+        req: Request<pb::RestoreRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        require(&req, Role::Admin, "restore hosts")?;
+        let host = req.into_inner().name;
+        if !self.ctx.state.read(|s| s.members.contains_key(&host)) {
+            return Err(Status::not_found(format!("member '{host}' not found")));
+        }
+        let op = self.ctx.ops.start(format!("restore {host}"), "");
+        let snap = op.snapshot();
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            match super::orchestrate::restore(&ctx, &op, &host).await {
+                Ok(m) => op.succeed(&m),
+                Err(e) => op.fail(&e),
+            }
+        });
+        Ok(Response::new(snap))
+    }
+
     async fn enroll(
         &self,
         req: Request<pb::EnrollRequest>,

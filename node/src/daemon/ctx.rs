@@ -1,6 +1,6 @@
 //! What every service and the agent loop share.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -24,4 +24,6 @@ pub struct Ctx {
     pub fenced: Mutex<HashSet<String>>,
     /// Containers being imported for a move (not stale, though not placed here yet).
     pub importing: Mutex<HashSet<String>>,
+    /// Layer manifests of move sessions this host exports, for precopy deltas.
+    pub export_sessions: Mutex<HashMap<String, crate::transfer::Manifest>>,
 }

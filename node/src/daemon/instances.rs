@@ -12,6 +12,7 @@ use super::convert;
 use super::ctx::Ctx;
 use super::error::ApiError;
 use super::ops::{now_ms, track_instance, Goal};
+use super::orchestrate::MoveMode;
 use crate::cluster::pki::Role;
 use shoal_raft::scheduler::{place, NoFit, PlacementRequest, Target};
 use shoal_raft::ObservedState;
@@ -258,6 +259,75 @@ impl pb::instances_server::Instances for InstancesService {
         let r = req.into_inner();
         self.change(&r.name, DesiredState::Deleted, r.force, 0, false, "delete")
             .await
+    }
+
+    async fn r#move(
+        &self,
+        req: Request<pb::MoveInstanceRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        require(&req, Role::Operator, "move instances")?;
+        let r = req.into_inner();
+        let key = name_of(&r.name)?;
+        let mode = MoveMode::parse(&r.mode).map_err(Status::invalid_argument)?;
+        if mode == MoveMode::Live {
+            return Err(Status::failed_precondition(
+                "live migration needs CRIU, which cannot run on this host (Debian's criu fails on this kernel): use --mode cold or --mode precopy",
+            ));
+        }
+        let (location, members) = self.ctx.state.read(|s| {
+            (
+                s.instances.get(&key).map(|i| i.location.clone()),
+                s.members.keys().cloned().collect::<Vec<_>>(),
+            )
+        });
+        let location = location.ok_or_else(|| Status::not_found(format!("instance '{key}' not found")))?;
+        if !r.target.is_empty() && !members.contains(&r.target) {
+            return Err(Status::not_found(format!(
+                "unknown target host '{}' (members: {})",
+                r.target,
+                members.join(", ")
+            )));
+        }
+        if r.target == location {
+            return Err(Status::failed_precondition(format!("instance {key} is already on {location}")));
+        }
+        let op = self.ctx.ops.start(format!("move instance {key}"), key.as_str());
+        let snap = op.snapshot();
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            match super::orchestrate::move_instance(&ctx, &op, &r.name, &r.target, mode, false).await {
+                Ok(m) => op.succeed(&m),
+                Err(e) => op.fail(&e),
+            }
+        });
+        Ok(Response::new(snap))
+    }
+
+    async fn copy(
+        &self,
+        req: Request<pb::CopyInstanceRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        require(&req, Role::Operator, "copy instances")?;
+        let r = req.into_inner();
+        let key = name_of(&r.name)?;
+        let new = name_of(&r.new_name)?;
+        let (exists, taken) = self.ctx.state.read(|s| (s.instances.contains_key(&key), s.instances.contains_key(&new)));
+        if !exists {
+            return Err(Status::not_found(format!("instance '{key}' not found")));
+        }
+        if taken {
+            return Err(Status::already_exists(format!("instance '{new}' already exists")));
+        }
+        let op = self.ctx.ops.start(format!("copy instance {key} to {new}"), new.as_str());
+        let snap = op.snapshot();
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            match super::orchestrate::copy_instance(&ctx, &op, &r.name, &r.new_name, &r.target).await {
+                Ok(m) => op.succeed(&m),
+                Err(e) => op.fail(&e),
+            }
+        });
+        Ok(Response::new(snap))
     }
 
     type ExecStream = super::exec::ExecOutputStream;

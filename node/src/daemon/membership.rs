@@ -175,6 +175,37 @@ impl ipb::membership_server::Membership for MembershipService {
         Ok(Response::new(stream))
     }
 
+    type ExportInstanceStream = super::operations::BoxStream<ipb::ExportChunk>;
+
+    async fn export_instance(
+        &self,
+        req: Request<ipb::ExportInstanceRequest>,
+    ) -> Result<Response<Self::ExportInstanceStream>, Status> {
+        require_member(&req)?;
+        super::mover::export_instance(self.ctx.clone(), req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn pull_instance(
+        &self,
+        req: Request<ipb::PullInstanceRequest>,
+    ) -> Result<Response<ipb::PullInstanceReply>, Status> {
+        require_member(&req)?;
+        super::mover::pull_instance(self.ctx.clone(), req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn end_move(
+        &self,
+        req: Request<ipb::EndMoveRequest>,
+    ) -> Result<Response<ipb::EndMoveReply>, Status> {
+        require_member(&req)?;
+        super::mover::end_move(self.ctx.clone(), req.into_inner()).await;
+        Ok(Response::new(ipb::EndMoveReply {}))
+    }
+
     async fn liveness(
         &self,
         req: Request<ipb::LivenessRequest>,

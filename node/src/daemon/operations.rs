@@ -16,7 +16,10 @@ pub struct OperationsService {
     pub(crate) ctx: Arc<Ctx>,
 }
 
-type OpStream = Pin<Box<dyn Stream<Item = Result<pb::Operation, Status>> + Send>>;
+/// A boxed server stream.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+type OpStream = BoxStream<pb::Operation>;
 
 fn done(op: &pb::Operation) -> bool {
     op.status != pb::OperationStatus::Running as i32

@@ -130,13 +130,13 @@ pub enum Goal {
 }
 
 /// Outcome of checking an instance against a goal.
-enum Check {
+pub(crate) enum Check {
     Done(String),
     Failed(String),
     Waiting(String),
 }
 
-fn check(state: &ClusterState, name: &InstanceName, revision: u64, goal: Goal) -> Check {
+pub(crate) fn check(state: &ClusterState, name: &InstanceName, revision: u64, goal: Goal) -> Check {
     let Some(inst) = state.instances.get(name) else {
         return match goal {
             Goal::Gone => Check::Done(format!("{name} deleted")),

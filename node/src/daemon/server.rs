@@ -204,6 +204,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         spool_dir: data.join("spool"),
         fenced: Default::default(),
         importing: Default::default(),
+        export_sessions: Default::default(),
     });
     let _ = std::fs::remove_dir_all(&ctx.spool_dir);
 

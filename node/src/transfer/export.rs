@@ -122,7 +122,10 @@ fn read_err(path: &Path) -> impl Fn(io::Error) -> TransferError + '_ {
 
 /// Errors that mean "the entry changed under us": skip it, the next export sees it.
 fn raced(e: Errno) -> bool {
-    matches!(e, Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::ENXIO | Errno::EINVAL)
+    matches!(
+        e,
+        Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::ENXIO | Errno::EINVAL
+    )
 }
 
 impl<W: Write> Exporter<'_, W> {
@@ -155,7 +158,13 @@ impl<W: Write> Exporter<'_, W> {
         Ok(())
     }
 
-    fn child(&mut self, dir: &Dir, parent: &Path, name: &OsStr, depth: usize) -> Result<(), TransferError> {
+    fn child(
+        &mut self,
+        dir: &Dir,
+        parent: &Path,
+        name: &OsStr,
+        depth: usize,
+    ) -> Result<(), TransferError> {
         let rel = parent.join(name);
         if rel.as_os_str().len() > MAX_PATH {
             return Err(TransferError::TooLong {
@@ -174,9 +183,13 @@ impl<W: Write> Exporter<'_, W> {
         match format {
             SFlag::S_IFDIR => {
                 if depth + 1 > MAX_DEPTH {
-                    return Err(TransferError::TooDeep { path: rel, limit: MAX_DEPTH });
+                    return Err(TransferError::TooDeep {
+                        path: rel,
+                        limit: MAX_DEPTH,
+                    });
                 }
-                let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                let flags =
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
                 match Dir::openat(dir, name, flags, Mode::empty()) {
                     Ok(sub) => self.dir(sub, rel, depth + 1),
                     Err(e) if raced(e) => Ok(()),
@@ -205,7 +218,11 @@ impl<W: Write> Exporter<'_, W> {
     }
 
     fn file(&mut self, dir: &Dir, name: &OsStr, rel: PathBuf) -> Result<(), TransferError> {
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+        let flags = OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY
+            | OFlag::O_CLOEXEC;
         let opened = match openat(dir, name, flags | OFlag::O_NOATIME, Mode::empty()) {
             Err(Errno::EPERM) => openat(dir, name, flags, Mode::empty()),
             other => other,
@@ -261,7 +278,14 @@ impl<W: Write> Exporter<'_, W> {
     }
 
     /// Symlinks, whiteouts and FIFOs: no data, xattrs read through the parent's fd.
-    fn special(&mut self, dir: &Dir, name: &OsStr, rel: PathBuf, st: FileStat, kind: Kind) -> Result<(), TransferError> {
+    fn special(
+        &mut self,
+        dir: &Dir,
+        name: &OsStr,
+        rel: PathBuf,
+        st: FileStat,
+        kind: Kind,
+    ) -> Result<(), TransferError> {
         let mut proc_path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
         proc_path.push(name);
         let (host_x, wire_x) = self.xattrs(&XattrSource::Entry(proc_path), &rel)?;
@@ -297,7 +321,13 @@ impl<W: Write> Exporter<'_, W> {
         }
     }
 
-    fn entry(&mut self, rel: &Path, st: &FileStat, kind: Kind, xattrs: Vec<Xattr>) -> Result<(), TransferError> {
+    fn entry(
+        &mut self,
+        rel: &Path,
+        st: &FileStat,
+        kind: Kind,
+        xattrs: Vec<Xattr>,
+    ) -> Result<(), TransferError> {
         let head = EntryHead {
             path: rel.as_os_str().as_bytes().to_vec(),
             kind,
@@ -312,7 +342,11 @@ impl<W: Write> Exporter<'_, W> {
     }
 
     /// The entry's travelling xattrs: (host values sorted, for the manifest; wire values).
-    fn xattrs(&self, src: &XattrSource, rel: &Path) -> Result<(Vec<Xattr>, Vec<Xattr>), TransferError> {
+    fn xattrs(
+        &self,
+        src: &XattrSource,
+        rel: &Path,
+    ) -> Result<(Vec<Xattr>, Vec<Xattr>), TransferError> {
         let listed = match src {
             XattrSource::File(f) => f.list_xattr(),
             XattrSource::OpenDir(p) => xattr::list_deref(p),
@@ -356,4 +390,3 @@ impl<W: Write> Exporter<'_, W> {
         Ok((host, wire))
     }
 }
-

@@ -46,8 +46,12 @@ const KIND_FIFO: u8 = 5;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Dir,
-    File { size: u64 },
-    Symlink { target: Vec<u8> },
+    File {
+        size: u64,
+    },
+    Symlink {
+        target: Vec<u8>,
+    },
     /// An overlay whiteout: a 0:0 character device.
     Whiteout,
     Fifo,
@@ -170,10 +174,18 @@ impl<W: Write> Encoder<W> {
 #[derive(Debug)]
 pub(crate) enum Record {
     Entry(EntryHead),
-    Link { path: Vec<u8>, target: Vec<u8> },
-    Delete { path: Vec<u8> },
+    Link {
+        path: Vec<u8>,
+        target: Vec<u8>,
+    },
+    Delete {
+        path: Vec<u8>,
+    },
     /// The trailer, checksum verified.
-    End { counts: Counts, sha256: String },
+    End {
+        counts: Counts,
+        sha256: String,
+    },
 }
 
 /// Reads records, hashing every byte and refusing more than `limit` bytes.
@@ -237,7 +249,13 @@ impl<R: Read> Decoder<R> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
-    fn bytes(&mut self, len: usize, path: &[u8], field: &'static str, limit: usize) -> Result<Vec<u8>, TransferError> {
+    fn bytes(
+        &mut self,
+        len: usize,
+        path: &[u8],
+        field: &'static str,
+        limit: usize,
+    ) -> Result<Vec<u8>, TransferError> {
         if len > limit {
             return Err(TransferError::TooLong {
                 path: lossy(path),
@@ -251,7 +269,12 @@ impl<R: Read> Decoder<R> {
         Ok(b)
     }
 
-    fn bytes32(&mut self, path: &[u8], field: &'static str, limit: usize) -> Result<Vec<u8>, TransferError> {
+    fn bytes32(
+        &mut self,
+        path: &[u8],
+        field: &'static str,
+        limit: usize,
+    ) -> Result<Vec<u8>, TransferError> {
         let len = self.u32()? as usize;
         self.bytes(len, path, field, limit)
     }
@@ -304,7 +327,12 @@ impl<R: Read> Decoder<R> {
             },
             KIND_WHITEOUT => Kind::Whiteout,
             KIND_FIFO => Kind::Fifo,
-            kind => return Err(TransferError::UnknownKind { path: lossy(&path), kind }),
+            kind => {
+                return Err(TransferError::UnknownKind {
+                    path: lossy(&path),
+                    kind,
+                })
+            }
         };
         Ok(EntryHead {
             path,
@@ -391,12 +419,29 @@ mod tests {
 
     #[test]
     fn paths_that_could_escape_are_refused() {
-        for bad in [&b"/etc/passwd"[..], b"../x", b"a/../../x", b"a/./b", b"a//b", b"a/", b".", b"..", b"a\0b"] {
-            assert!(checked_path(bad, true).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"/etc/passwd"[..],
+            b"../x",
+            b"a/../../x",
+            b"a/./b",
+            b"a//b",
+            b"a/",
+            b".",
+            b"..",
+            b"a\0b",
+        ] {
+            assert!(
+                checked_path(bad, true).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert!(checked_path(b"", false).is_err());
         assert_eq!(checked_path(b"", true).unwrap(), PathBuf::new());
-        assert_eq!(checked_path(b"a/..b/c.", false).unwrap(), PathBuf::from("a/..b/c."));
+        assert_eq!(
+            checked_path(b"a/..b/c.", false).unwrap(),
+            PathBuf::from("a/..b/c.")
+        );
         assert!(checked_path(&vec![b'a'; MAX_PATH + 1], false).is_err());
     }
 
@@ -417,20 +462,31 @@ mod tests {
         enc.put(b"abc").unwrap();
         enc.link(b"a/g", b"a/f").unwrap();
         enc.delete(b"old").unwrap();
-        let counts = Counts { entries: 2, deleted: 1, data_bytes: 3 };
+        let counts = Counts {
+            entries: 2,
+            deleted: 1,
+            data_bytes: 3,
+        };
         let (sum, len) = enc.finish(counts).unwrap();
         assert_eq!(len, buf.len() as u64);
 
         let (mut dec, delta) = Decoder::new(&buf[..], u64::MAX).unwrap();
         assert!(delta);
-        let Record::Entry(e) = dec.next().unwrap() else { panic!() };
-        assert_eq!((e.path, e.kind, e.mode, e.mtime), (head.path, head.kind, 0o4755, (-7, 8)));
+        let Record::Entry(e) = dec.next().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (e.path, e.kind, e.mode, e.mtime),
+            (head.path, head.kind, 0o4755, (-7, 8))
+        );
         let mut data = [0u8; 3];
         dec.fill(&mut data).unwrap();
         assert_eq!(&data, b"abc");
         assert!(matches!(dec.next().unwrap(), Record::Link { .. }));
         assert!(matches!(dec.next().unwrap(), Record::Delete { .. }));
-        let Record::End { counts: c, sha256 } = dec.next().unwrap() else { panic!() };
+        let Record::End { counts: c, sha256 } = dec.next().unwrap() else {
+            panic!()
+        };
         assert_eq!((c, sha256), (counts, sum));
 
         let mut extra = buf.clone();
@@ -444,7 +500,13 @@ mod tests {
             }
         };
         assert!(matches!(err, TransferError::TrailingData), "{err}");
-        assert!(matches!(Decoder::new(&buf[..5], u64::MAX), Err(TransferError::Truncated)));
-        assert!(matches!(Decoder::new(&buf[..], 4), Err(TransferError::TooLarge { .. })));
+        assert!(matches!(
+            Decoder::new(&buf[..5], u64::MAX),
+            Err(TransferError::Truncated)
+        ));
+        assert!(matches!(
+            Decoder::new(&buf[..], 4),
+            Err(TransferError::TooLarge { .. })
+        ));
     }
 }

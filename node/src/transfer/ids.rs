@@ -89,6 +89,9 @@ mod tests {
         assert_eq!(top.to_host(10), None);
         assert_eq!(top.to_host(11), None);
         assert_eq!(IdRange::PRIVILEGED.to_container(0), Some(0));
-        assert_eq!(IdRange::PRIVILEGED.to_host(u32::MAX - 1), Some(u32::MAX - 1));
+        assert_eq!(
+            IdRange::PRIVILEGED.to_host(u32::MAX - 1),
+            Some(u32::MAX - 1)
+        );
     }
 }

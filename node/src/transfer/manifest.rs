@@ -166,11 +166,17 @@ mod tests {
         assert!(must_send(Some(&m), Path::new("a"), &stamp(6)));
         assert!(must_send(Some(&m), Path::new("b"), &stamp(5)));
         assert!(must_send(None, Path::new("a"), &stamp(5)));
-        let linked = Stamp { nlink: 2, ..stamp(5) };
+        let linked = Stamp {
+            nlink: 2,
+            ..stamp(5)
+        };
         assert!(must_send(Some(&m), Path::new("a"), &linked));
         m.entries.get_mut(Path::new("a")).unwrap().racy = true;
         assert!(must_send(Some(&m), Path::new("a"), &stamp(5)));
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
         assert!(stamp(now).recent());
         assert!(!stamp(now - 5).recent());
     }

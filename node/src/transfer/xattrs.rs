@@ -193,7 +193,9 @@ mod tests {
         let p = Path::new("bin/ping");
         let from = IdRange::unprivileged(1_000_000);
         let to = IdRange::unprivileged(2_000_000);
-        let wire = to_wire(CAPABILITY, &cap_v3(1_000_000), from, p).unwrap().unwrap();
+        let wire = to_wire(CAPABILITY, &cap_v3(1_000_000), from, p)
+            .unwrap()
+            .unwrap();
         assert_eq!(le32(&wire, 20), 0);
         let host = from_wire(CAPABILITY, &wire, to, p).unwrap();
         assert_eq!(host, cap_v3(2_000_000));
@@ -204,21 +206,30 @@ mod tests {
         // Another container's root is refused; a v2 value is dropped.
         assert!(to_wire(CAPABILITY, &cap_v3(5), from, p).is_err());
         assert_eq!(to_wire(CAPABILITY, &host, from, p).unwrap(), None);
-        assert!(to_wire(CAPABILITY, &host, IdRange::PRIVILEGED, p).unwrap().is_some());
+        assert!(to_wire(CAPABILITY, &host, IdRange::PRIVILEGED, p)
+            .unwrap()
+            .is_some());
     }
 
     #[test]
     fn acl_named_entries_are_shifted() {
         let p = Path::new("etc");
         let mut acl = ACL_VERSION.to_le_bytes().to_vec();
-        for (tag, id) in [(1u16, u32::MAX), (ACL_USER, 1_000_007), (ACL_GROUP, 1_000_009)] {
+        for (tag, id) in [
+            (1u16, u32::MAX),
+            (ACL_USER, 1_000_007),
+            (ACL_GROUP, 1_000_009),
+        ] {
             acl.extend_from_slice(&tag.to_le_bytes());
             acl.extend_from_slice(&7u16.to_le_bytes());
             acl.extend_from_slice(&id.to_le_bytes());
         }
         let from = IdRange::unprivileged(1_000_000);
         let wire = to_wire(ACL_ACCESS, &acl, from, p).unwrap().unwrap();
-        assert_eq!((le32(&wire, 4 + 4), le32(&wire, 12 + 4), le32(&wire, 20 + 4)), (u32::MAX, 7, 9));
+        assert_eq!(
+            (le32(&wire, 4 + 4), le32(&wire, 12 + 4), le32(&wire, 20 + 4)),
+            (u32::MAX, 7, 9)
+        );
         let back = from_wire(ACL_ACCESS, &wire, from, p).unwrap();
         assert_eq!(back, acl);
         assert!(to_wire(ACL_ACCESS, &acl[..7], from, p).is_err());

@@ -173,23 +173,87 @@ fn renewing_the_lease_keeps_a_fencing_container_alive() {
     assert!(late < FENCE_WITHIN, "fenced {late:?} after the expiry");
 }
 
+const DAEMON_ENV: &str = "SHOAL_RT_TEST_FENCE_DAEMON_DIR";
+const DAEMON_GROUP_ENV: &str = "SHOAL_RT_TEST_FENCE_DAEMON_GROUP";
+
+/// Runs only as a child process of `monitors_fence_on_their_own_when_the_daemon_is_gone`:
+/// a stand-in daemon that starts both containers and renews the lease (600 ms every
+/// 150 ms) until it is SIGKILLed.
+#[test]
+#[ignore = "helper process for monitors_fence_on_their_own_when_the_daemon_is_gone"]
+fn fence_daemon_helper() {
+    let Ok(dir) = std::env::var(DAEMON_ENV) else {
+        return;
+    };
+    let group = std::env::var(DAEMON_GROUP_ENV).unwrap();
+    let rt = Runtime::new(TestEnv::config_for(std::path::Path::new(&dir), &group)).unwrap();
+    rt.renew_lease(now_ms() + 600).unwrap();
+    rt.start("orphan-f").unwrap();
+    rt.start("orphan-s").unwrap();
+    println!("started");
+    loop {
+        rt.renew_lease(now_ms() + 600).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
 #[test]
 fn monitors_fence_on_their_own_when_the_daemon_is_gone() {
     if !root_or_skip("monitors_fence_on_their_own_when_the_daemon_is_gone") {
         return;
     }
     let mut env = TestEnv::new("orphan");
-    let fencing = started(&mut env, "orphan-f", true);
-    let staying = started(&mut env, "orphan-s", false);
-    env.rt().renew_lease(now_ms() + 1000).unwrap();
-    let expiry = Instant::now() + Duration::from_millis(1000);
-    // The daemon dies: nobody renews, nobody asks the monitors anything.
-    env.rt = None;
+    for (name, fence) in [("orphan-f", true), ("orphan-s", false)] {
+        let mut cfg = env.container_config(name, false);
+        cfg.fence = fence;
+        env.names.push(name.to_string());
+        env.rt().create(&cfg).unwrap();
+    }
+    let mut daemon = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "fencing::fence_daemon_helper",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(DAEMON_ENV, env.dir.path())
+        .env(DAEMON_GROUP_ENV, &env.group)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let mut out = std::io::BufReader::new(daemon.stdout.take().unwrap());
+        while !line.contains("started") {
+            line.clear();
+            if out.read_line(&mut line).unwrap() == 0 {
+                let _ = daemon.kill();
+                panic!("the stand-in daemon exited without starting the containers");
+            }
+        }
+    }
+    let rt = env.rt();
+    let fencing = rt.state("orphan-f").unwrap().init_pid.unwrap();
+    let staying = rt.state("orphan-s").unwrap().init_pid.unwrap();
+    // Its heartbeats keep the container alive past the first lease's expiry ...
+    std::thread::sleep(Duration::from_millis(900));
+    assert_running(rt, "orphan-f", fencing);
+    // ... until the daemon is SIGKILLed: its last lease (in the file) runs out.
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let (killed, killed_ms) = (Instant::now(), now_ms());
+    let last: i64 = fs::read_to_string(env.dir.path().join("run/lease"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let expiry = killed + Duration::from_millis((last - killed_ms).max(0) as u64);
     let gone = wait_pid_gone(fencing, Duration::from_secs(3)).expect("init not fenced");
     assert!(
         gone + Duration::from_millis(50) >= expiry,
-        "fenced {:?} before the expiry",
-        expiry - gone
+        "fenced {:?} before the lease expired",
+        expiry.saturating_duration_since(gone)
     );
     let late = gone.saturating_duration_since(expiry);
     assert!(late < FENCE_WITHIN, "fenced {late:?} after the expiry");

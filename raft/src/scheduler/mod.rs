@@ -20,6 +20,10 @@
 //! `touched` keys the store writes). So `place` is O(hosts), not O(instances).
 //!
 //! A capacity dimension a host reports as 0 is unknown, and not checked.
+//!
+//! A leader that plans several placements before their commands are applied records each plan
+//! in an [`InFlight`] and plans with [`place_with`], so concurrent plans see each other; the
+//! re-check at apply keeps them correct either way.
 
 mod error;
 mod filter;

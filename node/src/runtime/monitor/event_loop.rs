@@ -370,6 +370,9 @@ impl Monitor {
             eprintln!("monitor {}: {e}", self.name);
         }
         let _ = protocol::unlink_socket(&self.run_dir, &self.name);
+        // Everything of this boot is gone but the pin: a new monitor may start now, so the
+        // lock goes before the answers (a caller may start again as soon as it has one).
+        self.lock = None;
         if let Some(st) = self.stop.take() {
             for w in &st.waiters {
                 Self::reply(w, &Reply::Done, &[]);
@@ -379,9 +382,8 @@ impl Monitor {
             let e = WireError::new("request", Errno::ESRCH, "container stopped");
             Self::reply(c, &Reply::Error(e), &[]);
         }
-        // A new monitor may start now. Dropping the pin unmounts the overlay, which syncs
-        // the upper filesystem; that is why it comes last, after every answer.
-        self.lock = None;
+        // Dropping the pin unmounts the overlay, which syncs the upper filesystem; that is
+        // why it comes last, after every answer.
         self.launched.rootfs_pin = None;
     }
 }

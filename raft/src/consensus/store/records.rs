@@ -251,3 +251,61 @@ pub(crate) fn load(trees: &Trees) -> Result<Applied, StoreError> {
         state,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::storage::RaftStateMachine;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+
+    use crate::consensus::store::open;
+    use crate::consensus::types::TypeConfig;
+    use crate::model::{Command, GroupPolicy, PlacementGroup, SchedulerConfig, Strategy};
+
+    fn normal(index: u64, cmd: Command) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(cmd),
+        }
+    }
+
+    fn group(name: &str) -> Command {
+        Command::CreatePlacementGroup {
+            group: PlacementGroup {
+                name: name.into(),
+                policy: GroupPolicy::Compact,
+                strict: false,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn scheduler_options_and_placement_groups_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, mut sm) = open(dir.path()).await.unwrap();
+        let config = SchedulerConfig {
+            strategy: Strategy::BinPack,
+            default_cpu_millicores: 250,
+            ..Default::default()
+        };
+        let entries = vec![
+            normal(
+                1,
+                Command::SetSchedulerConfig {
+                    config: config.clone(),
+                },
+            ),
+            normal(2, group("db")),
+            normal(3, group("web")),
+            normal(4, Command::DeletePlacementGroup { name: "db".into() }),
+        ];
+        let responses = sm.apply(entries).await.unwrap();
+        assert!(responses.iter().all(|r| r.result.is_ok()), "{responses:?}");
+        let before = sm.state().read(Clone::clone);
+        drop((log, sm));
+        let (_log, sm) = open(dir.path()).await.unwrap();
+        let after = sm.state().read(Clone::clone);
+        assert_eq!(after.scheduler, config);
+        assert!(after.placement_groups.keys().eq(["web"]));
+        assert_eq!(after, before);
+    }
+}
