@@ -68,6 +68,10 @@ enum Command {
     Start(NamesArgs),
     /// Stop instances
     Stop(StopArgs),
+    /// Move an instance to another host with its data
+    Move(commands::moves::MoveArgs),
+    /// Copy an instance under a new name
+    Copy(commands::moves::CopyArgs),
     /// Restart instances
     Restart(StopArgs),
     /// Freeze every process of instances
@@ -158,6 +162,8 @@ async fn run(cli: Cli) -> Result<i32> {
             instance::apply(c, Verb::Delete { force: a.force }, a.names, a.no_wait).await?
         }
         Command::Exec(a) => return commands::exec::run(c, a).await,
+        Command::Move(a) => commands::moves::run_move(c, a).await?,
+        Command::Copy(a) => commands::moves::run_copy(c, a).await?,
         Command::Cluster(cmd) => commands::cluster::run(c, &path, cmd).await?,
     }
     Ok(0)

@@ -43,6 +43,15 @@ pub(crate) fn outcome(op: &Operation) -> Outcome {
 
 /// Waits for `op` to finish (seconds: 0 lets the server choose, 300).
 pub(crate) async fn wait(conn: &Connection, op: Operation, timeout_seconds: u32) -> Result<()> {
+    wait_final(conn, op, timeout_seconds).await.map(|_| ())
+}
+
+/// Waits for `op` to finish and returns its final message.
+pub(crate) async fn wait_final(
+    conn: &Connection,
+    op: Operation,
+    timeout_seconds: u32,
+) -> Result<String> {
     let progress = std::io::stderr().is_terminal();
     let mut last = String::new();
     let mut current = op;
@@ -82,7 +91,7 @@ pub(crate) async fn wait(conn: &Connection, op: Operation, timeout_seconds: u32)
         }
     }
     match outcome(&current) {
-        Outcome::Succeeded => Ok(()),
+        Outcome::Succeeded => Ok(current.message.clone()),
         Outcome::Failed(m) => bail!("{m}"),
         Outcome::Running => bail!(
             "operation {} ({}) has not finished: check later with `shoal list`",

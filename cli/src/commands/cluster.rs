@@ -53,6 +53,17 @@ pub(crate) enum ClusterCommand {
     /// Manage the clients the cluster trusts
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Evacuate a host: no new instances there; its instances move, stop or stay by their
+    /// cluster.evacuate policy
+    Evacuate {
+        /// Member name
+        name: String,
+    },
+    /// Restore an evacuated host: its instances come back
+    Restore {
+        /// Member name
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -146,6 +157,26 @@ pub(crate) async fn run(conn: &Connection, config: &Path, cmd: ClusterCommand) -
                 .await
                 .map_err(|s| status_error(s, conn))?;
             Ok(())
+        }
+        ClusterCommand::Evacuate { name } => {
+            let op = conn
+                .cluster()
+                .evacuate(shoal_proto::api::EvacuateRequest { name })
+                .await
+                .map_err(|s| status_error(s, conn))?
+                .into_inner();
+            let msg = crate::wait::wait_final(conn, op, 3600).await?;
+            print(&format!("{msg}\n"))
+        }
+        ClusterCommand::Restore { name } => {
+            let op = conn
+                .cluster()
+                .restore(shoal_proto::api::RestoreRequest { name })
+                .await
+                .map_err(|s| status_error(s, conn))?
+                .into_inner();
+            let msg = crate::wait::wait_final(conn, op, 3600).await?;
+            print(&format!("{msg}\n"))
         }
     }
 }

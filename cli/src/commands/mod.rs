@@ -4,4 +4,5 @@ pub(crate) mod cluster;
 pub(crate) mod exec;
 pub(crate) mod image;
 pub(crate) mod instance;
+pub(crate) mod moves;
 pub(crate) mod remote;

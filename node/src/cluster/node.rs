@@ -50,6 +50,8 @@ pub struct ClusterNode {
     lease_renewed: Mutex<Instant>,
     /// The leader's applied revision in its last heartbeat reply.
     leader_revision: std::sync::atomic::AtomicU64,
+    /// Whether the lease was renewed at least once since this daemon started.
+    renewed_once: std::sync::atomic::AtomicBool,
 }
 
 impl ClusterNode {
@@ -71,6 +73,7 @@ impl ClusterNode {
             leader_since: Mutex::new(None),
             lease_renewed: Mutex::new(Instant::now()),
             leader_revision: std::sync::atomic::AtomicU64::new(0),
+            renewed_once: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -181,8 +184,15 @@ impl ClusterNode {
     /// Records a renewed lease; `leader_revision` is what the leader had applied.
     pub fn renew_lease(&self, leader_revision: u64) {
         *self.lease_renewed.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.renewed_once
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.leader_revision
             .store(leader_revision, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the lease was renewed since this daemon started.
+    pub fn lease_held(&self) -> bool {
+        self.renewed_once.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Time since the lease was last renewed.

@@ -66,8 +66,18 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut rx = ctx.state.subscribe();
     let inflight: Arc<Mutex<HashSet<InstanceName>>> = Default::default();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    boot(&ctx).await;
     let mut tick = tokio::time::interval(RESYNC);
+    // In a cluster, containers that fence cannot start before this host holds a lease:
+    // wait for the first renewal (a few heartbeats at most) before acting.
+    let node = ctx.state.node().clone();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while ctx.state.read(|s| s.members.len() > 1)
+        && !node.lease_held()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    boot(&ctx).await;
     loop {
         let work: Vec<Instance> = ctx.state.read(|s| {
             s.instances_on(&ctx.node)
@@ -160,7 +170,8 @@ async fn resync(ctx: &Arc<Ctx>, inflight: &Arc<Mutex<HashSet<InstanceName>>>) {
             || (seen == ObservedState::Running && pid != inst.status.init_pid)
         {
             tracing::info!(instance = %inst.name, was = ?inst.status.state, now = ?seen, "observed a change");
-            report(ctx, &inst, status_from(&st, inst.status.observed_revision)).await;
+            let status = status_from(&st, inst.status.observed_revision);
+            send_report(ctx, &inst, status, Some(inst.version)).await;
         }
     }
 }
@@ -178,11 +189,22 @@ fn error_status(revision: u64, message: String) -> InstanceStatus {
 }
 
 async fn report(ctx: &Arc<Ctx>, inst: &Instance, status: InstanceStatus) {
+    send_report(ctx, inst, status, None).await
+}
+
+/// Reports `status`; with `if_version`, only if nothing changed the record meanwhile.
+async fn send_report(
+    ctx: &Arc<Ctx>,
+    inst: &Instance,
+    status: InstanceStatus,
+    if_version: Option<u64>,
+) {
     let cmd = Command::ReportStatus {
         name: inst.name.to_string(),
         node: ctx.node.clone(),
         placement_generation: inst.placement_generation,
         status,
+        if_version,
     };
     if let Err(e) = ctx.state.submit(cmd).await {
         tracing::warn!(instance = %inst.name, error = %e, "status report refused");

@@ -49,7 +49,7 @@ impl ClusterService {
                 .map(|m| {
                     let role = roles.get(&m.name).copied().unwrap_or(MemberRole::Pending);
                     let online = leading && node.is_online(&m.name);
-                    let (status, message) = match (&degraded, online) {
+                    let (mut status, message) = match (&degraded, online) {
                         (Some(why), _) if m.name != node.name => ("Unknown".into(), why.clone()),
                         (_, true) => ("Online".to_string(), String::new()),
                         _ if m.name == node.name => ("Online".into(), String::new()),
@@ -58,6 +58,9 @@ impl ClusterService {
                             "no heartbeat from this member".to_string(),
                         ),
                     };
+                    if m.evacuated && status == "Online" {
+                        status = "Evacuated".into();
+                    }
                     pb::Member {
                         name: m.name.clone(),
                         address: m.address.clone(),

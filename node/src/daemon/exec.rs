@@ -52,6 +52,11 @@ fn writer(fd: OwnedFd) -> io::Result<pipe::Sender> {
 
 fn runtime_status(name: &str, e: RuntimeError) -> Status {
     let msg = e.to_string();
+    if msg.contains("ENOENT") || msg.contains("EACCES") {
+        return Status::invalid_argument(format!(
+            "cannot run that in {name}: {msg} (check the command and --cwd exist inside the instance)"
+        ));
+    }
     if msg.contains("not running") || msg.contains("stopped") {
         Status::failed_precondition(format!(
             "instance {name} is not running: start it with `shoal start {name}`"
@@ -184,6 +189,11 @@ impl ExecHandler {
         };
         if location != self.ctx.node {
             return self.forward(&location, caller, start, input).await;
+        }
+        if observed == ObservedState::Frozen {
+            return Err(Status::failed_precondition(format!(
+                "instance {name} is frozen: unfreeze it with `shoal unfreeze {name}`"
+            )));
         }
         if observed != ObservedState::Running {
             let word = format!("{observed:?}").to_lowercase();

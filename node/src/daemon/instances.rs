@@ -280,7 +280,8 @@ impl pb::instances_server::Instances for InstancesService {
                 s.members.keys().cloned().collect::<Vec<_>>(),
             )
         });
-        let location = location.ok_or_else(|| Status::not_found(format!("instance '{key}' not found")))?;
+        let location =
+            location.ok_or_else(|| Status::not_found(format!("instance '{key}' not found")))?;
         if !r.target.is_empty() && !members.contains(&r.target) {
             return Err(Status::not_found(format!(
                 "unknown target host '{}' (members: {})",
@@ -289,13 +290,20 @@ impl pb::instances_server::Instances for InstancesService {
             )));
         }
         if r.target == location {
-            return Err(Status::failed_precondition(format!("instance {key} is already on {location}")));
+            return Err(Status::failed_precondition(format!(
+                "instance {key} is already on {location}"
+            )));
         }
-        let op = self.ctx.ops.start(format!("move instance {key}"), key.as_str());
+        let op = self
+            .ctx
+            .ops
+            .start(format!("move instance {key}"), key.as_str());
         let snap = op.snapshot();
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
-            match super::orchestrate::move_instance(&ctx, &op, &r.name, &r.target, mode, false).await {
+            match super::orchestrate::move_instance(&ctx, &op, &r.name, &r.target, mode, false)
+                .await
+            {
                 Ok(m) => op.succeed(&m),
                 Err(e) => op.fail(&e),
             }
@@ -311,18 +319,30 @@ impl pb::instances_server::Instances for InstancesService {
         let r = req.into_inner();
         let key = name_of(&r.name)?;
         let new = name_of(&r.new_name)?;
-        let (exists, taken) = self.ctx.state.read(|s| (s.instances.contains_key(&key), s.instances.contains_key(&new)));
+        let (exists, taken) = self.ctx.state.read(|s| {
+            (
+                s.instances.contains_key(&key),
+                s.instances.contains_key(&new),
+            )
+        });
         if !exists {
             return Err(Status::not_found(format!("instance '{key}' not found")));
         }
         if taken {
-            return Err(Status::already_exists(format!("instance '{new}' already exists")));
+            return Err(Status::already_exists(format!(
+                "instance '{new}' already exists"
+            )));
         }
-        let op = self.ctx.ops.start(format!("copy instance {key} to {new}"), new.as_str());
+        let op = self
+            .ctx
+            .ops
+            .start(format!("copy instance {key} to {new}"), new.as_str());
         let snap = op.snapshot();
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
-            match super::orchestrate::copy_instance(&ctx, &op, &r.name, &r.new_name, &r.target).await {
+            match super::orchestrate::copy_instance(&ctx, &op, &r.name, &r.new_name, &r.target)
+                .await
+            {
                 Ok(m) => op.succeed(&m),
                 Err(e) => op.fail(&e),
             }

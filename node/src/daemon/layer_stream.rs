@@ -97,7 +97,9 @@ mod tests {
 
     #[test]
     fn bytes_survive_the_bridge() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let (tx, mut rx) = mpsc::channel(4);
         let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
         let d2 = data.clone();

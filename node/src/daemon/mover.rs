@@ -50,7 +50,10 @@ pub async fn export_instance(
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| Status::not_found(e.to_string()))?;
     let since = if req.delta {
-        let s = ctx.export_sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let s = ctx
+            .export_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         Some(s.get(&req.session).cloned().ok_or_else(|| {
             Status::failed_precondition(format!("no earlier pass for move session {}", req.session))
         })?)
@@ -75,21 +78,29 @@ pub async fn export_instance(
         }
         match job.await {
             Ok(Ok((manifest, stats))) => {
-                tracing::info!(entries = stats.entries, bytes = stats.bytes, "layer exported");
+                tracing::info!(
+                    entries = stats.entries,
+                    bytes = stats.bytes,
+                    "layer exported"
+                );
                 ctx2.export_sessions
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(session, manifest);
             }
             Ok(Err(e)) => {
-                let _ = out_tx.send(Err(Status::internal(format!("exporting the layer: {e}")))).await;
+                let _ = out_tx
+                    .send(Err(Status::internal(format!("exporting the layer: {e}"))))
+                    .await;
             }
             Err(e) => {
                 let _ = out_tx.send(Err(Status::internal(e.to_string()))).await;
             }
         }
     });
-    Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out_rx)))
+    Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
+        out_rx,
+    )))
 }
 
 /// Target side: creates the container (first pass) and pulls the layer from the source.
@@ -194,7 +205,10 @@ async fn pull(
 async fn discard(ctx: &Arc<Ctx>, name: &str) {
     let placed_here = InstanceName::new(name)
         .ok()
-        .and_then(|k| ctx.state.read(|s| s.instances.get(&k).map(|i| i.location.clone())))
+        .and_then(|k| {
+            ctx.state
+                .read(|s| s.instances.get(&k).map(|i| i.location.clone()))
+        })
         .is_some_and(|l| l == ctx.node);
     if !placed_here {
         let rt = ctx.runtime.clone();

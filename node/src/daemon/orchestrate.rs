@@ -28,13 +28,21 @@ impl MoveMode {
             "" | "cold" => Ok(MoveMode::Cold),
             "precopy" | "pre-copy" => Ok(MoveMode::Precopy),
             "live" => Ok(MoveMode::Live),
-            other => Err(format!("unknown move mode '{other}': use cold, precopy or live")),
+            other => Err(format!(
+                "unknown move mode '{other}': use cold, precopy or live"
+            )),
         }
     }
 }
 
 /// Waits until instance `name` reaches `goal` for `revision`.
-pub async fn wait_for(ctx: &Ctx, name: &InstanceName, revision: u64, goal: Goal, limit: Duration) -> Result<(), String> {
+pub async fn wait_for(
+    ctx: &Ctx,
+    name: &InstanceName,
+    revision: u64,
+    goal: Goal,
+    limit: Duration,
+) -> Result<(), String> {
     let mut rx = ctx.state.subscribe();
     let deadline = tokio::time::Instant::now() + limit;
     loop {
@@ -50,7 +58,12 @@ pub async fn wait_for(ctx: &Ctx, name: &InstanceName, revision: u64, goal: Goal,
     }
 }
 
-async fn set_desired(ctx: &Ctx, name: &str, desired: DesiredState, force: bool) -> Result<u64, String> {
+async fn set_desired(
+    ctx: &Ctx,
+    name: &str,
+    desired: DesiredState,
+    force: bool,
+) -> Result<u64, String> {
     let r = ctx
         .state
         .submit(Command::SetDesired {
@@ -75,8 +88,16 @@ fn address(ctx: &Ctx, member: &str) -> Result<String, String> {
         .ok_or_else(|| format!("unknown host '{member}'"))
 }
 
-fn client(ctx: &Ctx, addr: &str) -> Result<ipb::membership_client::MembershipClient<tonic::transport::Channel>, String> {
-    let ch = ctx.state.node().peers.channel(addr).map_err(|e| e.to_string())?;
+fn client(
+    ctx: &Ctx,
+    addr: &str,
+) -> Result<ipb::membership_client::MembershipClient<tonic::transport::Channel>, String> {
+    let ch = ctx
+        .state
+        .node()
+        .peers
+        .channel(addr)
+        .map_err(|e| e.to_string())?;
     Ok(ipb::membership_client::MembershipClient::new(ch))
 }
 
@@ -147,9 +168,13 @@ pub async fn move_instance(
         return Err(format!("target host {dest} is offline"));
     }
     if !online.contains(&source) {
-        return Err(format!("host {source} holding {name}'s data is offline: its data cannot be moved"));
+        return Err(format!(
+            "host {source} holding {name}'s data is offline: its data cannot be moved"
+        ));
     }
-    choose(ctx, &inst, &dest).await.map_err(|e| format!("target {dest} cannot take {name}: {e}"))?;
+    choose(ctx, &inst, &dest)
+        .await
+        .map_err(|e| format!("target {dest} cannot take {name}: {e}"))?;
     let source_addr = address(ctx, &source)?;
     let dest_addr = address(ctx, &dest)?;
     let running = matches!(inst.desired, DesiredState::Running | DesiredState::Frozen);
@@ -177,16 +202,28 @@ pub async fn move_instance(
     let mut stopped_at = None;
     let attempt = async {
         let mut delta = false;
+        let mut first_pass = 0;
         if mode == MoveMode::Precopy && running {
             op.progress(&format!("copying {name} to {dest} while it runs"));
             let r = pull(false).await?;
-            op.progress(&format!("copied {} bytes while running; stopping {name}", r.bytes));
+            op.progress(&format!(
+                "copied {} bytes while running; stopping {name}",
+                r.bytes
+            ));
+            first_pass = r.bytes;
             delta = true;
         }
         if running {
-            let rev = set_desired(ctx, name, DesiredState::Stopped, false).await?;
-            wait_for(ctx, &key, rev, Goal::State(ObservedState::Stopped), Duration::from_secs(120)).await?;
             stopped_at = Some(Instant::now());
+            let rev = set_desired(ctx, name, DesiredState::Stopped, false).await?;
+            wait_for(
+                ctx,
+                &key,
+                rev,
+                Goal::State(ObservedState::Stopped),
+                Duration::from_secs(120),
+            )
+            .await?;
         }
         op.progress(&format!("copying {name}'s data to {dest}"));
         let r = pull(delta).await?;
@@ -206,9 +243,9 @@ pub async fn move_instance(
             })
             .await
             .map_err(|e| e.to_string())?;
-        Ok::<u64, String>(r.bytes)
+        Ok::<(u64, u64), String>((first_pass, r.bytes))
     };
-    let bytes = match attempt.await {
+    let (first_pass, last_pass) = match attempt.await {
         Ok(b) => b,
         Err(e) => {
             end(ctx, &dest_addr, &session, name, false).await;
@@ -216,7 +253,9 @@ pub async fn move_instance(
             if running {
                 let _ = set_desired(ctx, name, DesiredState::Running, false).await;
             }
-            return Err(format!("move of {name} to {dest} failed, {name} stays on {source}: {e}"));
+            return Err(format!(
+                "move of {name} to {dest} failed, {name} stays on {source}: {e}"
+            ));
         }
     };
     end(ctx, &dest_addr, &session, name, true).await;
@@ -224,32 +263,57 @@ pub async fn move_instance(
     let mut downtime = String::new();
     if running {
         let rev = set_desired(ctx, name, DesiredState::Running, false).await?;
-        wait_for(ctx, &key, rev, Goal::State(ObservedState::Running), Duration::from_secs(120)).await?;
+        wait_for(
+            ctx,
+            &key,
+            rev,
+            Goal::State(ObservedState::Running),
+            Duration::from_secs(120),
+        )
+        .await?;
         if let Some(t) = stopped_at {
             downtime = format!(", downtime {} ms", t.elapsed().as_millis());
         }
     }
-    let mode_word = if mode == MoveMode::Precopy { "precopy" } else { "cold" };
+    let copied = if mode == MoveMode::Precopy && running {
+        format!("precopy: {first_pass} bytes while running, {last_pass} bytes after stopping")
+    } else {
+        format!("cold: {last_pass} bytes")
+    };
     Ok(format!(
-        "moved {name} from {source} to {dest} ({mode_word}, {bytes} bytes in {} ms{downtime})",
+        "moved {name} from {source} to {dest} ({copied}; {} ms in all{downtime})",
         t0.elapsed().as_millis()
     ))
 }
 
 /// Copies `name` (its layer, stopped) to a new instance `new_name` on `target`.
-pub async fn copy_instance(ctx: &Arc<Ctx>, op: &OpHandle, name: &str, new_name: &str, target: &str) -> Result<String, String> {
+pub async fn copy_instance(
+    ctx: &Arc<Ctx>,
+    op: &OpHandle,
+    name: &str,
+    new_name: &str,
+    target: &str,
+) -> Result<String, String> {
     let key = InstanceName::new(name).map_err(|e| e.to_string())?;
     InstanceName::new(new_name).map_err(|e| e.to_string())?;
     let inst = ctx
         .state
         .read(|s| s.instances.get(&key).cloned())
         .ok_or_else(|| format!("instance '{name}' not found"))?;
-    if ctx.state.read(|s| s.instances.contains_key(&InstanceName::new(new_name).expect("checked"))) {
+    if ctx.state.read(|s| {
+        s.instances
+            .contains_key(&InstanceName::new(new_name).expect("checked"))
+    }) {
         return Err(format!("instance '{new_name}' already exists"));
     }
     let online = super::membership::online_members(ctx).await;
     let dest = if target.is_empty() {
-        let arch = ctx.state.read(|s| s.images.get(&inst.image_fingerprint).map(|i| i.architecture.clone()).unwrap_or_default());
+        let arch = ctx.state.read(|s| {
+            s.images
+                .get(&inst.image_fingerprint)
+                .map(|i| i.architecture.clone())
+                .unwrap_or_default()
+        });
         let req = PlacementRequest::new(new_name, inst.config.clone(), arch, Target::Any);
         ctx.state
             .read(|s| place(s, &|m: &str| online.contains(m), &req))
@@ -296,7 +360,10 @@ pub async fn copy_instance(ctx: &Arc<Ctx>, op: &OpHandle, name: &str, new_name: 
     end(ctx, &dest_addr, &session, new_name, keep).await;
     end(ctx, &source_addr, &session, "", false).await;
     created.map_err(|e| e.to_string())?;
-    Ok(format!("copied {name} to {new_name} on {dest} ({} bytes)", r.bytes))
+    Ok(format!(
+        "copied {name} to {new_name} on {dest} ({} bytes)",
+        r.bytes
+    ))
 }
 
 /// Evacuates `host`: marks it, then moves, stops or leaves its instances by policy.
@@ -304,17 +371,25 @@ pub async fn evacuate(ctx: &Arc<Ctx>, op: &OpHandle, host: &str) -> Result<Strin
     let (members, others_online) = {
         let online = super::membership::online_members(ctx).await;
         let members: Vec<String> = ctx.state.read(|s| s.members.keys().cloned().collect());
-        let others = members.iter().filter(|m| *m != host && online.contains(*m)).count();
+        let others = members
+            .iter()
+            .filter(|m| *m != host && online.contains(*m))
+            .count();
         (members, others)
     };
     if !members.iter().any(|m| m == host) {
         return Err(format!("unknown host '{host}'"));
     }
     if others_online == 0 {
-        return Err(format!("cannot evacuate {host}: it is the last online host"));
+        return Err(format!(
+            "cannot evacuate {host}: it is the last online host"
+        ));
     }
     ctx.state
-        .submit(Command::SetEvacuated { name: host.to_string(), evacuated: true })
+        .submit(Command::SetEvacuated {
+            name: host.to_string(),
+            evacuated: true,
+        })
         .await
         .map_err(|e| e.to_string())?;
     let online = super::membership::online_members(ctx).await;
@@ -323,14 +398,20 @@ pub async fn evacuate(ctx: &Arc<Ctx>, op: &OpHandle, host: &str) -> Result<Strin
     let (mut moved, mut stopped, mut stayed, mut failed) = (0, 0, 0, Vec::new());
     for inst in instances {
         let name = inst.name.to_string();
-        let policy = InstanceConfig::parse(&inst.config).map(|c| c.evacuate).unwrap_or_default();
+        let policy = InstanceConfig::parse(&inst.config)
+            .map(|c| c.evacuate)
+            .unwrap_or_default();
         let r = match (policy.as_str(), host_online) {
             ("stay", _) => {
                 stayed += 1;
                 Ok(())
             }
-            ("stop", _) => set_desired(ctx, &name, DesiredState::Stopped, !host_online).await.map(|_| stopped += 1),
-            (_, true) => move_instance(ctx, op, &name, "", MoveMode::Cold, true).await.map(|_| moved += 1),
+            ("stop", _) => stop_in_place(ctx, &inst, host, host_online)
+                .await
+                .map(|_| stopped += 1),
+            (_, true) => move_instance(ctx, op, &name, "", MoveMode::Cold, true)
+                .await
+                .map(|_| moved += 1),
             ("auto", false) => relocate_from_image(ctx, &inst).await.map(|_| moved += 1),
             (_, false) => {
                 stayed += 1;
@@ -342,9 +423,46 @@ pub async fn evacuate(ctx: &Arc<Ctx>, op: &OpHandle, host: &str) -> Result<Strin
         }
     }
     if !failed.is_empty() {
-        return Err(format!("evacuation of {host} incomplete: {}", failed.join("; ")));
+        return Err(format!(
+            "evacuation of {host} incomplete: {}",
+            failed.join("; ")
+        ));
     }
-    Ok(format!("evacuated {host}: {moved} moved, {stopped} stopped, {stayed} stayed"))
+    Ok(format!(
+        "evacuated {host}: {moved} moved, {stopped} stopped, {stayed} stayed"
+    ))
+}
+
+/// Stops an instance where it is and remembers that the evacuation of `host` did it.
+async fn stop_in_place(
+    ctx: &Arc<Ctx>,
+    inst: &Instance,
+    host: &str,
+    host_online: bool,
+) -> Result<(), String> {
+    let name = inst.name.to_string();
+    if inst.desired == DesiredState::Stopped {
+        return Ok(());
+    }
+    ctx.state
+        .submit(Command::SetOrigin {
+            name: name.clone(),
+            origin: Some(host.to_string()),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let rev = set_desired(ctx, &name, DesiredState::Stopped, !host_online).await?;
+    if host_online {
+        wait_for(
+            ctx,
+            &inst.name,
+            rev,
+            Goal::State(ObservedState::Stopped),
+            Duration::from_secs(120),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn relocate_from_image(ctx: &Arc<Ctx>, inst: &Instance) -> Result<(), String> {
@@ -356,7 +474,10 @@ async fn relocate_from_image(ctx: &Arc<Ctx>, inst: &Instance) -> Result<(), Stri
             to,
             expected_generation: inst.placement_generation,
             remember_origin: true,
-            reason: format!("host {} evacuated while offline: recreated from its image", inst.location),
+            reason: format!(
+                "host {} evacuated while offline: recreated from its image",
+                inst.location
+            ),
             now_ms: now_ms(),
         })
         .await
@@ -367,24 +488,57 @@ async fn relocate_from_image(ctx: &Arc<Ctx>, inst: &Instance) -> Result<(), Stri
 /// Restores `host`: placements allowed again, and the instances evacuated from it return.
 pub async fn restore(ctx: &Arc<Ctx>, op: &OpHandle, host: &str) -> Result<String, String> {
     ctx.state
-        .submit(Command::SetEvacuated { name: host.to_string(), evacuated: false })
+        .submit(Command::SetEvacuated {
+            name: host.to_string(),
+            evacuated: false,
+        })
         .await
         .map_err(|e| e.to_string())?;
-    let back: Vec<String> = ctx.state.read(|s| {
+    let back: Vec<Instance> = ctx.state.read(|s| {
         s.instances
             .values()
-            .filter(|i| i.origin.as_deref() == Some(host) && i.location != host)
-            .map(|i| i.name.to_string())
+            .filter(|i| i.origin.as_deref() == Some(host))
+            .cloned()
             .collect()
     });
     let mut failed = Vec::new();
-    for name in &back {
-        if let Err(e) = move_instance(ctx, op, name, host, MoveMode::Cold, false).await {
+    for inst in &back {
+        let name = inst.name.to_string();
+        let r = if inst.location == host {
+            // Stopped in place by the evacuation: start it again.
+            async {
+                ctx.state
+                    .submit(Command::SetOrigin {
+                        name: name.clone(),
+                        origin: None,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let rev = set_desired(ctx, &name, DesiredState::Running, false).await?;
+                wait_for(
+                    ctx,
+                    &inst.name,
+                    rev,
+                    Goal::State(ObservedState::Running),
+                    Duration::from_secs(120),
+                )
+                .await
+            }
+            .await
+        } else {
+            move_instance(ctx, op, &name, host, MoveMode::Cold, false)
+                .await
+                .map(|_| ())
+        };
+        if let Err(e) = r {
             failed.push(format!("{name}: {e}"));
         }
     }
     if !failed.is_empty() {
-        return Err(format!("restore of {host} incomplete: {}", failed.join("; ")));
+        return Err(format!(
+            "restore of {host} incomplete: {}",
+            failed.join("; ")
+        ));
     }
     Ok(format!("restored {host}: {} instances back", back.len()))
 }

@@ -27,7 +27,7 @@ pub struct PurgeArgs {
 pub fn run(args: &PurgeArgs) -> Result<usize> {
     let data = std::fs::canonicalize(&args.data_dir)
         .with_context(|| format!("no data directory at {}", args.data_dir.display()))?;
-    let group = format!("shoal-{}", args.name);
+    let group = super::server::cgroup_group(&args.name, &data);
     let rt = Runtime::new(RuntimeConfig {
         containers_dir: data.join("containers"),
         run_dir: super::server::run_dir(&data),

@@ -33,13 +33,24 @@ use crate::cluster::{join, roles, ClusterNode, Peers};
 use crate::image::ImageStore;
 use crate::runtime::{Runtime, RuntimeConfig};
 
-/// A short directory for this daemon's unix sockets (sun_path is limited to 108 bytes, and
-/// data directories can be long), unique per data directory.
-pub(crate) fn run_dir(data_dir: &Path) -> PathBuf {
+fn data_dir_hash(data_dir: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     data_dir.hash(&mut h);
-    PathBuf::from(format!("/run/shoal/{:012x}", h.finish() & 0xffff_ffff_ffff))
+    h.finish() & 0xffff_ffff_ffff
+}
+
+/// A short directory for this daemon's unix sockets (sun_path is limited to 108 bytes, and
+/// data directories can be long), unique per data directory.
+pub(crate) fn run_dir(data_dir: &Path) -> PathBuf {
+    PathBuf::from(format!("/run/shoal/{:012x}", data_dir_hash(data_dir)))
+}
+
+/// The cgroup (beneath the daemon's own) that holds this daemon's containers: named after
+/// the member and its data directory, so two daemons on one machine (a test bed) never
+/// share one.
+pub(crate) fn cgroup_group(name: &str, data_dir: &Path) -> String {
+    format!("shoal-{name}-{:08x}", data_dir_hash(data_dir) & 0xffff_ffff)
 }
 
 /// Who this member is, written once it has bootstrapped or joined.
@@ -191,7 +202,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             containers_dir: data.join("containers"),
             run_dir: run_dir(&data),
             shoald_exe: exe,
-            cgroup_group: format!("shoal-{}", args.name),
+            cgroup_group: cgroup_group(&args.name, &data),
         })
         .context("starting the container runtime")?,
     );

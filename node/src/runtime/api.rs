@@ -11,6 +11,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
 use super::client::{call, done, monitor_error, unexpected, Call};
@@ -188,16 +189,21 @@ impl Runtime {
         spawn_monitor(&self.cfg, &self.exe, name, &self.paths(name))
     }
 
-    /// Asks the monitor for the state; `None` if no monitor answers.
+    /// Asks the monitor for the state; `None` if no monitor answers, or if it answers
+    /// that init is gone (it is exiting and has written the state file already).
     fn query(&self, name: &str) -> Result<Option<Reply>, RuntimeError> {
-        Ok(call(
+        let reply = call(
             &self.cfg.run_dir,
             name,
             "state",
             &Request::State,
             REQUEST_TIMEOUT,
         )?
-        .map(|c| c.reply))
+        .map(|c| c.reply);
+        Ok(match reply {
+            Some(Reply::Error(e)) if e.errno == Errno::ESRCH as i32 => None,
+            other => other,
+        })
     }
 
     /// The container's current state.

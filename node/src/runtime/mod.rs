@@ -30,7 +30,7 @@ pub use api::Runtime;
 pub use config::{ContainerConfig, RuntimeConfig};
 pub use error::RuntimeError;
 pub use exec_session::{ExecControl, ExecSession, TtyResizer};
-pub use layer::Layer;
 pub use idmap::{IdRange, IdmapAllocator, IDMAP_BASE, IDMAP_SIZE};
+pub use layer::Layer;
 pub use monitor::{monitor_main, DENIED_SYSCALLS, DROPPED_CAPS};
 pub use types::{ContainerState, ContainerStatus, ExecRequest};

@@ -1,7 +1,7 @@
 //! File-descriptor level calls: close_range and the few ioctls the runtime needs
 //! (controlling terminal, window size, bringing `lo` up).
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
@@ -43,6 +43,45 @@ pub(crate) fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<()
         return Err(Errno::last());
     }
     Ok(())
+}
+
+/// Opens a pseudo-terminal pair on the devpts instance whose `ptmx` node is at `ptmx`
+/// (a container's own, reached through `/proc/<init>/root/dev/pts/ptmx`), so that the
+/// terminal belongs to the container. Returns (master, slave), both close-on-exec.
+pub(crate) fn open_pty_at(ptmx: &std::path::Path) -> Result<(OwnedFd, OwnedFd), Errno> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let master = open(
+        ptmx,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int (0 = unlock) from the pointer, valid during the call.
+    let ret = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCSPTLCK,
+            std::ptr::addr_of!(unlock),
+        )
+    };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: TIOCGPTPEER takes open flags by value and returns a new fd that we own.
+    let slave = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if slave < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel just returned `slave` as a new descriptor owned by nobody else.
+    let slave = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(slave) };
+    Ok((master, slave))
 }
 
 /// Sets IFF_UP on `lo` in the calling process's network namespace.

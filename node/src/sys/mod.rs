@@ -23,7 +23,9 @@ pub(crate) mod fake;
 pub(crate) use caps::{
     ambient_clear_all, bounding_drop, bounding_has, capget, capset, last_cap, CapSets,
 };
-pub(crate) use fd::{close_range, loopback_up, own_new_fd, set_controlling_tty, set_winsize};
+pub(crate) use fd::{
+    close_range, loopback_up, open_pty_at, own_new_fd, set_controlling_tty, set_winsize,
+};
 pub(crate) use mount::{
     mount_setattr_fd, open_tree, MountAttr, OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE,
 };

@@ -2,22 +2,22 @@
 //! whose processes can rename, swap and replace anything in it while it is read, so:
 //!
 //! - every step is relative to an open directory fd (`openat`/`fstatat` with
-//!   `O_NOFOLLOW`): a directory swapped for a symlink is skipped, never followed out of
-//!   the layer; files are opened `O_NONBLOCK` (a file swapped for a FIFO cannot block)
-//!   and checked with `fstat` before a byte is read;
+//!   `O_NOFOLLOW`, listing through `/proc/self/fd/N`): a directory swapped for a symlink
+//!   is skipped, never followed out of the layer; files are opened `O_NONBLOCK` (a
+//!   file swapped for a FIFO cannot block) and checked with `fstat` before a byte is
+//!   read;
 //! - an entry that changes or vanishes while read is marked racy (or left out of the
 //!   manifest), so the next export sends it again; a file that shrinks is padded;
 //! - the final export runs with the container stopped, and is exact.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, major, minor, FileStat, Mode, SFlag};
@@ -60,10 +60,11 @@ pub fn export<W: Write>(
     out: &mut W,
 ) -> Result<(Manifest, ExportStats), TransferError> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let root = Dir::open(upper, flags, Mode::empty()).map_err(|e| TransferError::OpenLayer {
-        path: upper.to_path_buf(),
-        source: e.into(),
-    })?;
+    let root =
+        nix::fcntl::open(upper, flags, Mode::empty()).map_err(|e| TransferError::OpenLayer {
+            path: upper.to_path_buf(),
+            source: e.into(),
+        })?;
     let enc = Encoder::new(BufWriter::with_capacity(OUT_BUFFER, out), since.is_some())?;
     let mut ex = Exporter {
         ids,
@@ -129,21 +130,18 @@ fn raced(e: Errno) -> bool {
 }
 
 impl<W: Write> Exporter<'_, W> {
-    fn dir(&mut self, mut dir: Dir, rel: PathBuf, depth: usize) -> Result<(), TransferError> {
+    fn dir(&mut self, dir: OwnedFd, rel: PathBuf, depth: usize) -> Result<(), TransferError> {
         let err = |e: Errno| TransferError::ReadEntry {
             path: rel.clone(),
             source: e.into(),
         };
         let st = fstat(&dir).map_err(err)?;
-        let src = XattrSource::OpenDir(PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())));
-        let (host_x, wire_x) = self.xattrs(&src, &rel)?;
+        // The open directory itself, through its fd: never a path lookup.
+        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+        let (host_x, wire_x) = self.xattrs(&XattrSource::OpenDir(by_fd.clone()), &rel)?;
         let mut names = Vec::new();
-        for entry in dir.iter() {
-            let entry = entry.map_err(err)?;
-            let name = entry.file_name().to_bytes();
-            if name != b"." && name != b".." {
-                names.push(name.to_vec());
-            }
+        for entry in fs::read_dir(&by_fd).map_err(read_err(&rel))? {
+            names.push(entry.map_err(read_err(&rel))?.file_name().into_vec());
         }
         names.sort();
         let mut stamp = Stamp::new(&st, xattrs::digest(&host_x));
@@ -160,7 +158,7 @@ impl<W: Write> Exporter<'_, W> {
 
     fn child(
         &mut self,
-        dir: &Dir,
+        dir: &OwnedFd,
         parent: &Path,
         name: &OsStr,
         depth: usize,
@@ -190,7 +188,7 @@ impl<W: Write> Exporter<'_, W> {
                 }
                 let flags =
                     OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-                match Dir::openat(dir, name, flags, Mode::empty()) {
+                match openat(dir, name, flags, Mode::empty()) {
                     Ok(sub) => self.dir(sub, rel, depth + 1),
                     Err(e) if raced(e) => Ok(()),
                     Err(e) => Err(read_err(&rel)(e.into())),
@@ -217,7 +215,7 @@ impl<W: Write> Exporter<'_, W> {
         }
     }
 
-    fn file(&mut self, dir: &Dir, name: &OsStr, rel: PathBuf) -> Result<(), TransferError> {
+    fn file(&mut self, dir: &OwnedFd, name: &OsStr, rel: PathBuf) -> Result<(), TransferError> {
         let flags = OFlag::O_RDONLY
             | OFlag::O_NOFOLLOW
             | OFlag::O_NONBLOCK
@@ -280,7 +278,7 @@ impl<W: Write> Exporter<'_, W> {
     /// Symlinks, whiteouts and FIFOs: no data, xattrs read through the parent's fd.
     fn special(
         &mut self,
-        dir: &Dir,
+        dir: &OwnedFd,
         name: &OsStr,
         rel: PathBuf,
         st: FileStat,

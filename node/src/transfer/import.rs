@@ -44,7 +44,12 @@ pub struct ImportStats {
 
 /// Reads a layer stream into `dest` for a container with host ids `ids`: a full stream
 /// into a missing or empty `dest` (created 0700 if missing; its parent must exist), a
-/// delta onto the copy an earlier import made. At most `max_bytes` are read. On error
+/// delta onto the copy an earlier import made. At most `max_bytes` of stream are read,
+/// and `input` must end (EOF) right after the trailer: a transport that stays open
+/// (a bidirectional RPC) must close its sending side first. Blocking: run it on a
+/// blocking thread. One import per `dest` at a time (it stages in `.NAME.incoming`
+/// beside `dest`). The plan (every path and directory's metadata) is held in memory,
+/// file data never is. On error
 /// `dest` is unchanged if the stream was refused, incomplete if applying it failed:
 /// the caller deletes it (first pass) or retries the move.
 pub fn import<R: Read>(

@@ -34,6 +34,8 @@ mod xattrs;
 #[cfg(test)]
 mod delta_tests;
 #[cfg(test)]
+mod format_tests;
+#[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]
 mod roundtrip_tests;

@@ -163,7 +163,7 @@ fn shift_acl(
     path: &Path,
     mut shift: impl FnMut(u32) -> Result<u32, TransferError>,
 ) -> Result<Vec<u8>, TransferError> {
-    if value.len() < 4 || (value.len() - 4) % 8 != 0 || le32(value, 0) != ACL_VERSION {
+    if value.len() < 4 || !(value.len() - 4).is_multiple_of(8) || le32(value, 0) != ACL_VERSION {
         return Err(bad(name, path));
     }
     let mut out = value.to_vec();

@@ -232,8 +232,18 @@ fn apply_command(
             node,
             placement_generation,
             status,
+            if_version,
         } => {
             let inst = instance_mut(state, name)?;
+            if let Some(v) = if_version {
+                if *v != inst.version {
+                    return Err(ModelError::VersionConflict {
+                        what: format!("instance {name}"),
+                        expected: *v,
+                        found: inst.version,
+                    });
+                }
+            }
             if &inst.location != node || *placement_generation != inst.placement_generation {
                 return Err(ModelError::StalePlacement {
                     instance: name.clone(),
@@ -248,6 +258,7 @@ fn apply_command(
         }
         Command::Relocate { .. }
         | Command::MarkUnreachable { .. }
+        | Command::SetOrigin { .. }
         | Command::SetEvacuated { .. } => super::apply_move::apply_move(state, index, cmd),
         Command::SetSchedulerConfig { .. }
         | Command::CreatePlacementGroup { .. }
@@ -415,6 +426,7 @@ mod tests {
             node: node.into(),
             placement_generation: generation,
             status: InstanceStatus::pending(9),
+            if_version: None,
         };
         assert!(matches!(
             apply(&mut s, 4, &report("a", 0)),

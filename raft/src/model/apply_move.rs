@@ -91,6 +91,16 @@ pub(crate) fn apply_move(
             inst.version = index;
             Ok(CommandResult::Instance(Box::new(inst.clone())))
         }
+        Command::SetOrigin { name, origin } => {
+            let key = InstanceName::new(name)?;
+            let inst = state
+                .instances
+                .get_mut(&key)
+                .ok_or_else(|| ModelError::InstanceNotFound(name.clone()))?;
+            inst.origin = origin.clone();
+            inst.version = index;
+            Ok(CommandResult::Instance(Box::new(inst.clone())))
+        }
         Command::SetEvacuated { name, evacuated } => {
             let m = state
                 .members
@@ -176,6 +186,7 @@ mod tests {
             node: "a".into(),
             placement_generation: 1,
             status: InstanceStatus::pending(10),
+            if_version: None,
         };
         assert!(matches!(
             apply(&mut s, 7, &stale),

@@ -72,6 +72,10 @@ pub enum Command {
         node: String,
         placement_generation: u64,
         status: InstanceStatus,
+        /// Apply only if the instance record is still at this version (a report based on
+        /// a snapshot must not overwrite a newer one).
+        #[serde(default)]
+        if_version: Option<u64>,
     },
     /// A host confirms it removed an instance that was to be deleted.
     ForgetInstance {
@@ -99,6 +103,12 @@ pub enum Command {
         placement_generation: u64,
         message: String,
         now_ms: i64,
+    },
+    /// Records (or clears) the host an instance was evacuated from without moving it (an
+    /// instance stopped in place by an evacuation).
+    SetOrigin {
+        name: String,
+        origin: Option<String>,
     },
     /// Marks a member evacuated (no new placements) or restores it.
     SetEvacuated { name: String, evacuated: bool },

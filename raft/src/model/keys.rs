@@ -95,7 +95,8 @@ pub fn touched(state: &ClusterState, cmd: &Command) -> Vec<StateKey> {
         | Command::ReportStatus { name, .. }
         | Command::ForgetInstance { name, .. }
         | Command::Relocate { name, .. }
-        | Command::MarkUnreachable { name, .. } => vec![StateKey::Instance(name.clone())],
+        | Command::MarkUnreachable { name, .. }
+        | Command::SetOrigin { name, .. } => vec![StateKey::Instance(name.clone())],
         Command::SetEvacuated { name, .. } => vec![StateKey::Member(name.clone())],
         Command::SetSchedulerConfig { .. } => vec![StateKey::Scheduler],
         Command::CreatePlacementGroup { .. } | Command::DeletePlacementGroup { .. } => {
@@ -317,6 +318,7 @@ mod tests {
                     usage: None,
                     updated_at_ms: 9,
                 },
+                if_version: None,
             },
             Command::DeleteImage {
                 fingerprint: fp1.clone(),

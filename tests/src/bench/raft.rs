@@ -292,18 +292,33 @@ pub fn run(opts: Options) -> Result<()> {
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     etcd::ensure_installed()?;
-    eprintln!("shoal-bench: bringing up a 3-host test bed");
-    let tb = Testbed::up(3).context("bringing up the test bed")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
+    // Caught from here on, so an interrupted run still tears everything down (a `local-cluster
+    // up` that dies of the same Ctrl-C makes `Testbed::up` run `down` and fail).
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _in = rt.enter();
+        let int = signal(SignalKind::interrupt()).context("catching SIGINT")?;
+        (
+            int,
+            signal(SignalKind::terminate()).context("catching SIGTERM")?,
+        )
+    };
+    eprintln!("shoal-bench: bringing up a 3-host test bed");
+    let tb = Testbed::up(3).context("bringing up the test bed")?;
     let out = rt.block_on(async {
         tokio::select! {
             r = measure(&tb, opts) => r,
-            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            _ = int.recv() => bail!("interrupted"),
+            _ = term.recv() => bail!("terminated"),
         }
     });
+    if let Err(e) = &out {
+        eprintln!("shoal-bench: {e:#}");
+    }
     drop(rt);
     eprintln!("shoal-bench: tearing the test bed down");
     tb.down();

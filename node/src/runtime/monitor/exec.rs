@@ -20,8 +20,8 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-use nix::pty::{openpty, Winsize};
+use nix::fcntl::OFlag;
+use nix::pty::Winsize;
 use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{Gid, Pid, Uid};
@@ -36,6 +36,8 @@ use crate::sys::{self, Forked};
 /// What the monitor knows about the container an exec joins.
 pub(crate) struct ExecTarget<'a> {
     pub(crate) init_pidfd: BorrowedFd<'a>,
+    /// Host pid of init, to reach the container's own devpts through /proc.
+    pub(crate) init_pid: Pid,
     pub(crate) join: &'a CgroupJoin,
     pub(crate) userns: bool,
     pub(crate) seccomp: &'a BpfProgram,
@@ -143,19 +145,23 @@ pub(crate) fn spawn(target: &ExecTarget<'_>, req: &ExecRequest) -> Result<Spawne
                 ws_xpixel: 0,
                 ws_ypixel: 0,
             };
-            let pty = openpty(&size, None).map_err(fail("opening a pty"))?;
-            for fd in [&pty.master, &pty.slave] {
-                fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(fail("pty cloexec"))?;
-            }
-            let a = pty
-                .slave
+            // The terminal comes from the container's own devpts (so `tty` inside names
+            // a /dev/pts entry the container can see), not the host's.
+            let ptmx = std::path::PathBuf::from(format!(
+                "/proc/{}/root/dev/pts/ptmx",
+                target.init_pid.as_raw()
+            ));
+            let (master, slave) =
+                sys::open_pty_at(&ptmx).map_err(fail("opening a pty in the container"))?;
+            sys::set_winsize(slave.as_fd(), size.ws_row, size.ws_col)
+                .map_err(fail("setting the pty size"))?;
+            let a = slave
                 .try_clone()
                 .map_err(|_| WireError::new("dup", Errno::EMFILE, ""))?;
-            let b = pty
-                .slave
+            let b = slave
                 .try_clone()
                 .map_err(|_| WireError::new("dup", Errno::EMFILE, ""))?;
-            ([pty.slave, a, b], vec![pty.master])
+            ([slave, a, b], vec![master])
         }
         None => {
             let (in_r, in_w) = pipe()?;

@@ -101,6 +101,7 @@ impl Monitor {
                 }
                 let target = ExecTarget {
                     init_pidfd: self.launched.pidfd.as_fd(),
+                    init_pid: self.launched.pid,
                     join: &self.launched.join,
                     userns: !self.cfg.privileged && self.cfg.idmap.is_some(),
                     seccomp: &self.seccomp,

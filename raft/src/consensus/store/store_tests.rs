@@ -222,6 +222,7 @@ async fn every_kind_of_change_is_persisted() {
                 node: "a".into(),
                 placement_generation: 1,
                 status,
+                if_version: None,
             },
         ),
         normal(8, delete("c1")),
@@ -435,6 +436,7 @@ async fn sequential_write_rate() {
             node: "a".into(),
             placement_generation: 1,
             status: InstanceStatus::pending(i as i64),
+            if_version: None,
         };
         log.blocking_append([normal(i, cmd.clone())]).await.unwrap();
         apply(&mut sm, vec![normal(i, cmd)]).await;
