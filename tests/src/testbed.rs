@@ -96,8 +96,25 @@ impl Testbed {
         };
         let out = tb.script(&["up", "--hosts", &hosts.to_string()])?;
         if out.code != 0 {
+            let mut logs = String::new();
+            if let Ok(dirs) = std::fs::read_dir(tb.state_dir().join("hosts")) {
+                for d in dirs.flatten() {
+                    let log =
+                        std::fs::read_to_string(d.path().join("shoald.log")).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                    logs.push_str(&format!(
+                        "\n--- {} shoald.log (last lines) ---\n{}",
+                        d.file_name().to_string_lossy(),
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    ));
+                }
+            }
             tb.down_now();
-            bail!("local-cluster up failed: {}{}", out.stdout, out.stderr);
+            bail!(
+                "local-cluster up failed: {}{}{logs}",
+                out.stdout,
+                out.stderr
+            );
         }
         Ok(tb)
     }
