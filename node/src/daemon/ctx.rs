@@ -24,6 +24,8 @@ pub struct Ctx {
     pub fenced: Mutex<HashSet<String>>,
     /// Containers being imported for a move (not stale, though not placed here yet).
     pub importing: Mutex<HashSet<String>>,
+    /// Placements planned here and not yet applied.
+    pub placing: Mutex<shoal_raft::scheduler::InFlight>,
     /// Layer manifests of move sessions this host exports, for precopy deltas.
     pub export_sessions: Mutex<HashMap<String, crate::transfer::Manifest>>,
 }

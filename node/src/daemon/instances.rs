@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::ops::{now_ms, track_instance, Goal};
 use super::orchestrate::MoveMode;
 use crate::cluster::pki::Role;
-use shoal_raft::scheduler::{place, NoFit, PlacementRequest, Target};
+use shoal_raft::scheduler::{place_with, NoFit, PlacementRequest, Target};
 use shoal_raft::ObservedState;
 
 /// The instances service.
@@ -57,17 +57,22 @@ impl InstancesService {
             .read(|s| s.resolve_image(image).map(|i| i.architecture.clone()))
             .unwrap_or_default();
         let req = PlacementRequest::new(name, config.clone(), arch, target);
-        self.ctx
+        // Plans made here but not yet applied count too, so concurrent launches spread.
+        let mut in_flight = self.ctx.placing.lock().unwrap_or_else(|p| p.into_inner());
+        let plan = self
+            .ctx
             .state
-            .read(|s| place(s, &|m: &str| online.contains(m), &req))
-            .map(|p| p.host)
+            .read(|s| place_with(s, &|m: &str| online.contains(m), &req, &in_flight))
             .map_err(|e| match e {
                 NoFit::UnknownHost { .. }
                 | NoFit::EmptyGroup { .. }
                 | NoFit::UnknownPlacementGroup { .. } => Status::not_found(e.to_string()),
                 NoFit::Config(_) => Status::invalid_argument(e.to_string()),
+                NoFit::NoMembers { .. } => Status::failed_precondition(e.to_string()),
                 _ => Status::resource_exhausted(e.to_string()),
-            })
+            })?;
+        in_flight.reserve(name, &plan);
+        Ok(plan.host)
     }
 
     async fn change(
@@ -144,7 +149,14 @@ impl pb::instances_server::Instances for InstancesService {
                 location,
                 now_ms: now_ms(),
             })
-            .await?;
+            .await;
+        // Applied (or refused): the state now counts it, or it never will.
+        self.ctx
+            .placing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(&r.name);
+        let res = res?;
         let CommandResult::Instance(inst) = res else {
             return Err(ApiError::Internal("create returned no instance".into()).into());
         };

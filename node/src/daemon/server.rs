@@ -216,6 +216,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         fenced: Default::default(),
         importing: Default::default(),
         export_sessions: Default::default(),
+        placing: Default::default(),
     });
     let _ = std::fs::remove_dir_all(&ctx.spool_dir);
 
