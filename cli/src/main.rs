@@ -68,6 +68,9 @@ enum Command {
     Start(NamesArgs),
     /// Stop instances
     Stop(StopArgs),
+    /// Manage placement groups
+    #[command(subcommand)]
+    Placement(commands::placement::PlacementCommand),
     /// Move an instance to another host with its data
     Move(commands::moves::MoveArgs),
     /// Copy an instance under a new name
@@ -163,6 +166,7 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Exec(a) => return commands::exec::run(c, a).await,
         Command::Move(a) => commands::moves::run_move(c, a).await?,
+        Command::Placement(cmd) => commands::placement::run(c, cmd).await?,
         Command::Copy(a) => commands::moves::run_copy(c, a).await?,
         Command::Cluster(cmd) => commands::cluster::run(c, &path, cmd).await?,
     }

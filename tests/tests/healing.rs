@@ -140,5 +140,44 @@ fn placement_spreads_and_a_dead_host_is_healed_without_running_twice() {
     }
     let list = instances(&tb);
     assert!(list.iter().all(|i| i["status"] == "Running"), "{list:?}");
+
+    // A strict spread placement group: one member per host, and a fifth has nowhere to go.
+    tb.shoal(&[
+        "placement",
+        "create",
+        "web",
+        "--policy",
+        "spread",
+        "--strict",
+    ])
+    .ok();
+    let groups = tb
+        .shoal(&["placement", "list", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(groups[0]["name"], "web", "{groups}");
+    for i in 0..4 {
+        tb.shoal(&[
+            "launch",
+            "busybox",
+            &format!("g{i}"),
+            "-c",
+            "placement.group=web",
+        ])
+        .ok();
+    }
+    let list = instances(&tb);
+    let hosts: BTreeSet<&str> = list
+        .iter()
+        .filter(|i| i["name"].as_str().unwrap().starts_with('g'))
+        .map(|i| i["location"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts.len(), 4, "one per host: {list:?}");
+    let out = tb.shoal(&["launch", "busybox", "g4", "-c", "placement.group=web"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("placement group"), "{}", out.stderr);
+    let out = tb.shoal(&["placement", "delete", "web"]);
+    assert_ne!(out.code, 0, "a group in use cannot be deleted");
+    tb.shoal(&["cluster", "set-strategy", "binpack"]).ok();
     tb.down();
 }

@@ -64,6 +64,11 @@ pub(crate) enum ClusterCommand {
         /// Member name
         name: String,
     },
+    /// Set how the scheduler places instances: spread (default) or binpack
+    SetStrategy {
+        /// spread or binpack
+        strategy: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -167,6 +172,13 @@ pub(crate) async fn run(conn: &Connection, config: &Path, cmd: ClusterCommand) -
                 .into_inner();
             let msg = crate::wait::wait_final(conn, op, 3600).await?;
             print(&format!("{msg}\n"))
+        }
+        ClusterCommand::SetStrategy { strategy } => {
+            conn.cluster()
+                .set_scheduler_strategy(shoal_proto::api::SetSchedulerStrategyRequest { strategy })
+                .await
+                .map_err(|s| status_error(s, conn))?;
+            Ok(())
         }
         ClusterCommand::Restore { name } => {
             let op = conn

@@ -5,4 +5,5 @@ pub(crate) mod exec;
 pub(crate) mod image;
 pub(crate) mod instance;
 pub(crate) mod moves;
+pub(crate) mod placement;
 pub(crate) mod remote;

@@ -2,6 +2,7 @@
 //! them: non-leaders forward), the Raft view, tokens, removal, and client enrolment.
 
 use shoal_proto::api as pb;
+use shoal_raft::model::{GroupPolicy, PlacementGroup, Strategy};
 use shoal_raft::{Command, Identity, Token, TokenKind};
 use std::sync::Arc;
 use std::time::Duration;
@@ -325,6 +326,85 @@ impl pb::cluster_server::Cluster for ClusterService {
             }
         });
         Ok(Response::new(snap))
+    }
+
+    async fn create_placement_group(
+        &self,
+        req: Request<pb::PlacementGroup>,
+    ) -> Result<Response<pb::PlacementGroup>, Status> {
+        require(&req, Role::Operator, "create placement groups")?;
+        let r = req.into_inner();
+        let policy: GroupPolicy = if r.policy.is_empty() {
+            GroupPolicy::Spread
+        } else {
+            r.policy
+                .parse()
+                .map_err(|e: shoal_raft::scheduler::UnknownWord| {
+                    Status::invalid_argument(e.to_string())
+                })?
+        };
+        let group = PlacementGroup {
+            name: r.name.clone(),
+            policy,
+            strict: r.strict,
+        };
+        self.ctx
+            .state
+            .submit(Command::CreatePlacementGroup { group })
+            .await?;
+        Ok(Response::new(pb::PlacementGroup {
+            name: r.name,
+            policy: policy.to_string(),
+            strict: r.strict,
+        }))
+    }
+
+    async fn delete_placement_group(
+        &self,
+        req: Request<pb::DeletePlacementGroupRequest>,
+    ) -> Result<Response<pb::DeletePlacementGroupResponse>, Status> {
+        require(&req, Role::Operator, "delete placement groups")?;
+        let name = req.into_inner().name;
+        self.ctx
+            .state
+            .submit(Command::DeletePlacementGroup { name })
+            .await?;
+        Ok(Response::new(pb::DeletePlacementGroupResponse {}))
+    }
+
+    async fn list_placement_groups(
+        &self,
+        req: Request<pb::ListPlacementGroupsRequest>,
+    ) -> Result<Response<pb::ListPlacementGroupsResponse>, Status> {
+        require(&req, Role::Viewer, "list placement groups")?;
+        let groups = self.ctx.state.read(|s| {
+            s.placement_groups
+                .values()
+                .map(|g| pb::PlacementGroup {
+                    name: g.name.clone(),
+                    policy: g.policy.to_string(),
+                    strict: g.strict,
+                })
+                .collect()
+        });
+        Ok(Response::new(pb::ListPlacementGroupsResponse { groups }))
+    }
+
+    async fn set_scheduler_strategy(
+        &self,
+        req: Request<pb::SetSchedulerStrategyRequest>,
+    ) -> Result<Response<pb::SetSchedulerStrategyResponse>, Status> {
+        require(&req, Role::Admin, "change the scheduler")?;
+        let strategy: Strategy = req.into_inner().strategy.parse().map_err(
+            |e: shoal_raft::scheduler::UnknownWord| Status::invalid_argument(e.to_string()),
+        )?;
+        let mut config = self.ctx.state.read(|s| s.scheduler.clone());
+        config.strategy = strategy;
+        self.ctx
+            .state
+            .submit(Command::SetSchedulerConfig { config })
+            .await?;
+        Ok(Response::new(pb::SetSchedulerStrategyResponse {}))
     }
 
     async fn enroll(

@@ -2,6 +2,8 @@
 //!
 //!   shoal-bench runtime [--runs N]   container cycle against crun; monitor and daemon memory
 //!   shoal-bench raft [--writes N]    durable cluster-state writes against 3 etcd members
+//!   shoal-bench move [--runs N]      downtime of cold and precopy moves of 100 MB
+//!   shoal-bench failover [--runs N]  time from a host's death to its instances running elsewhere
 
 use anyhow::{bail, Result};
 use std::path::Path;
@@ -9,7 +11,18 @@ use std::path::Path;
 fn usage() -> ! {
     eprintln!("usage: shoal-bench runtime [--runs N]");
     eprintln!("       shoal-bench raft [--writes N] [--clients N]");
+    eprintln!("       shoal-bench move [--runs N]");
+    eprintln!("       shoal-bench failover [--runs N]");
     std::process::exit(2)
+}
+
+/// `--runs N` after the subcommand, or `default`.
+fn runs_flag(args: &[String], default: usize) -> usize {
+    match args.get(1).map(String::as_str) {
+        Some("--runs") if args.len() == 3 => args[2].parse().unwrap_or_else(|_| usage()),
+        None => default,
+        _ => usage(),
+    }
 }
 
 fn main() -> Result<()> {
@@ -45,6 +58,8 @@ fn main() -> Result<()> {
             }
             shoal_tests::bench::raft::run(opts)
         }
+        Some("move") => shoal_tests::bench::moves::run(runs_flag(&args, 5)),
+        Some("failover") => shoal_tests::bench::failover::run(runs_flag(&args, 3)),
         Some("crun-cycles") => {
             let bundle = args.get(1).unwrap_or_else(|| usage());
             let runs = args
