@@ -62,6 +62,16 @@ pub(crate) fn render_one<T: Serialize>(
     })
 }
 
+/// Prints the server's warning when a read was served without a quorum's confirmation.
+pub(crate) fn warn_stale<T>(resp: &tonic::Response<T>) {
+    if let Some(v) = resp.metadata().get("x-shoal-stale") {
+        eprintln!(
+            "warning: {}",
+            v.to_str().unwrap_or("this view may be stale")
+        );
+    }
+}
+
 /// Writes `text` to stdout; a closed pipe (`shoal list | head`) is not an error.
 pub(crate) fn print(text: &str) -> Result<()> {
     use std::io::Write;

@@ -290,3 +290,44 @@ fn no_certificate(tb: &Testbed) {
         assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
     });
 }
+
+#[test]
+fn without_a_majority_writes_fail_clearly_and_reads_say_they_may_be_stale() {
+    if !is_root() {
+        eprintln!("skipping: end-to-end tests need root");
+        return;
+    }
+    let tb = Testbed::up(3).expect("test bed up");
+    tb.shoal(&["image", "alias", "set", "before", "busybox"])
+        .ok();
+    let out = tb.shoal(&["list"]);
+    assert_eq!(out.code, 0);
+    assert!(!out.stderr.contains("stale"), "{out:?}");
+    // Two of three voters die: no majority.
+    tb.script(&["stop-host", "b"]).unwrap().ok();
+    tb.script(&["stop-host", "c"]).unwrap().ok();
+    let t0 = Instant::now();
+    let out = tb.shoal(&["image", "alias", "set", "during", "busybox"]);
+    assert_ne!(out.code, 0, "a write without a majority must fail");
+    assert!(t0.elapsed() < Duration::from_secs(30), "it must not hang");
+    assert!(
+        out.stderr.contains("majority") || out.stderr.contains("no leader"),
+        "{}",
+        out.stderr
+    );
+    let out = tb.shoal(&["image", "list", "--format", "json"]);
+    assert_eq!(out.code, 0, "reads still answer: {out:?}");
+    assert!(out.stderr.contains("may be stale"), "{}", out.stderr);
+    // The majority returns: writes work again and nothing acknowledged was lost.
+    tb.script(&["start-host", "b"]).unwrap().ok();
+    tb.script(&["start-host", "c"]).unwrap().ok();
+    wait_for("writes to work again", Duration::from_secs(30), || {
+        tb.shoal(&["image", "alias", "set", "after", "busybox"])
+            .code
+            == 0
+    });
+    let images = tb.shoal(&["image", "list", "--format", "json"]).ok().json();
+    let aliases = images[0]["aliases"].as_array().unwrap().clone();
+    assert!(aliases.iter().any(|a| a == "before"), "{aliases:?}");
+    tb.down();
+}

@@ -92,11 +92,9 @@ pub(crate) async fn run(conn: &Connection, cmd: ImageCommand) -> Result<()> {
     match cmd {
         ImageCommand::Import { file, aliases } => import(conn, file, aliases).await,
         ImageCommand::List { format } => {
-            let resp = c
-                .list(ListImagesRequest {})
-                .await
-                .map_err(err)?
-                .into_inner();
+            let resp = c.list(ListImagesRequest {}).await.map_err(err)?;
+            crate::output::warn_stale(&resp);
+            let resp = resp.into_inner();
             let mut views: Vec<ImageView> = resp.images.into_iter().map(ImageView::from).collect();
             views.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
             print(&render_list(format, &views, image::table)?)

@@ -134,8 +134,9 @@ pub(crate) async fn list(conn: &Connection, args: ListArgs) -> Result<()> {
         .instances()
         .list(ListInstancesRequest {})
         .await
-        .map_err(|s| status_error(s, conn))?
-        .into_inner();
+        .map_err(|s| status_error(s, conn))?;
+    crate::output::warn_stale(&resp);
+    let resp = resp.into_inner();
     let mut views: Vec<InstanceView> = resp.instances.into_iter().map(InstanceView::from).collect();
     views.sort_by(|a, b| a.name.cmp(&b.name));
     print(&render_list(args.format, &views, instance::table)?)
@@ -147,8 +148,9 @@ pub(crate) async fn info(conn: &Connection, args: InfoArgs) -> Result<()> {
         .instances()
         .get(GetInstanceRequest { name: args.name })
         .await
-        .map_err(|s| status_error(s, conn))?
-        .into_inner();
+        .map_err(|s| status_error(s, conn))?;
+    crate::output::warn_stale(&inst);
+    let inst = inst.into_inner();
     print(&render_one(
         args.format,
         &InstanceView::from(inst),

@@ -16,6 +16,8 @@ use super::peers::Peers;
 
 /// How long a write may take before it is reported as not committed.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a linearizable read may wait for the leader and a quorum.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// A member not heard from for this long is Offline.
 pub const OFFLINE_AFTER: Duration = Duration::from_secs(5);
 
@@ -161,6 +163,55 @@ impl ClusterNode {
             }
             Err(s) => Err(fail(s.message().to_string())),
         }
+    }
+
+    /// On the leader: confirms leadership with a quorum and returns the index to have
+    /// applied for a linearizable read.
+    pub async fn read_index_here(&self) -> Result<u64, SubmitError> {
+        let r = tokio::time::timeout(READ_TIMEOUT, self.raft.ensure_linearizable()).await;
+        match r {
+            Ok(Ok(log_id)) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
+            Ok(Err(e)) => Err(SubmitError::Raft(e.to_string())),
+            Err(_) => Err(SubmitError::NoQuorum(READ_TIMEOUT)),
+        }
+    }
+
+    /// A read barrier: returns once this member's replica is at least as current as the
+    /// leader was when asked (read index), so a read served here next is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), SubmitError> {
+        let index = match self.leader() {
+            Some((id, _)) if id == self.id => self.read_index_here().await?,
+            Some((_, leader)) => {
+                let ch = self
+                    .peers
+                    .channel(&leader.addr)
+                    .map_err(|e| SubmitError::Raft(e.to_string()))?;
+                let mut client = ipb::membership_client::MembershipClient::new(ch);
+                let mut req = tonic::Request::new(ipb::ReadIndexRequest {});
+                req.set_timeout(READ_TIMEOUT);
+                client
+                    .read_index(req)
+                    .await
+                    .map_err(|s| SubmitError::Forward {
+                        leader: leader.name.clone(),
+                        status: s.message().to_string(),
+                    })?
+                    .into_inner()
+                    .index
+            }
+            None => return Err(SubmitError::NoLeader),
+        };
+        let mut rx = self.shared.subscribe();
+        let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+        while self.shared.revision() < index {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return Err(SubmitError::NoQuorum(READ_TIMEOUT));
+            }
+        }
+        Ok(())
     }
 
     /// Records a heartbeat from `name` (on the leader).

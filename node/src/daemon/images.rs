@@ -145,11 +145,13 @@ impl pb::images_server::Images for ImagesService {
         req: Request<pb::ListImagesRequest>,
     ) -> Result<Response<pb::ListImagesResponse>, Status> {
         require(&req, Role::Viewer, "list images")?;
-        let images = self
+        Ok(self
             .ctx
             .state
-            .read(|s| s.images.values().map(|i| convert::image(s, i)).collect());
-        Ok(Response::new(pb::ListImagesResponse { images }))
+            .current(|s| pb::ListImagesResponse {
+                images: s.images.values().map(|i| convert::image(s, i)).collect(),
+            })
+            .await)
     }
 
     async fn get(&self, req: Request<pb::GetImageRequest>) -> Result<Response<pb::Image>, Status> {

@@ -180,11 +180,14 @@ impl pb::instances_server::Instances for InstancesService {
     ) -> Result<Response<pb::Instance>, Status> {
         require(&req, Role::Viewer, "read instances")?;
         let key = name_of(&req.get_ref().name)?;
-        self.ctx
+        let resp = self
+            .ctx
             .state
-            .read(|s| s.instances.get(&key).map(convert::instance))
-            .map(Response::new)
-            .ok_or_else(|| Status::not_found(format!("instance '{key}' not found")))
+            .current(|s| s.instances.get(&key).map(convert::instance))
+            .await;
+        let (meta, found, ext) = resp.into_parts();
+        let inst = found.ok_or_else(|| Status::not_found(format!("instance '{key}' not found")))?;
+        Ok(Response::from_parts(meta, inst, ext))
     }
 
     async fn list(
@@ -192,11 +195,13 @@ impl pb::instances_server::Instances for InstancesService {
         req: Request<pb::ListInstancesRequest>,
     ) -> Result<Response<pb::ListInstancesResponse>, Status> {
         require(&req, Role::Viewer, "list instances")?;
-        let instances = self
+        Ok(self
             .ctx
             .state
-            .read(|s| s.instances.values().map(convert::instance).collect());
-        Ok(Response::new(pb::ListInstancesResponse { instances }))
+            .current(|s| pb::ListInstancesResponse {
+                instances: s.instances.values().map(convert::instance).collect(),
+            })
+            .await)
     }
 
     async fn start(

@@ -206,6 +206,19 @@ impl ipb::membership_server::Membership for MembershipService {
         Ok(Response::new(ipb::EndMoveReply {}))
     }
 
+    async fn read_index(
+        &self,
+        req: Request<ipb::ReadIndexRequest>,
+    ) -> Result<Response<ipb::ReadIndexReply>, Status> {
+        require_member(&req)?;
+        let node = self.ctx.state.node();
+        if !node.is_leader() {
+            return Err(Status::failed_precondition("not the leader"));
+        }
+        let index = node.read_index_here().await.map_err(ApiError::from)?;
+        Ok(Response::new(ipb::ReadIndexReply { index }))
+    }
+
     async fn liveness(
         &self,
         req: Request<ipb::LivenessRequest>,

@@ -52,6 +52,24 @@ impl StateHandle {
         Ok(resp.result?)
     }
 
+    /// Header that marks a read served without a quorum's confirmation.
+    pub const STALE_HEADER: &'static str = "x-shoal-stale";
+
+    /// A response for a read that must be current: after a read barrier, or, when the
+    /// cluster cannot confirm (no leader, no quorum), from this member's replica with a
+    /// `x-shoal-stale` header saying why it may be stale.
+    pub async fn current<T>(&self, read: impl FnOnce(&ClusterState) -> T) -> tonic::Response<T> {
+        let barrier = self.node.read_barrier().await;
+        let mut resp = tonic::Response::new(self.read(read));
+        if let Err(e) = barrier {
+            let why = format!("this view may be stale: {e}");
+            if let Ok(v) = why.replace(['\n', '\r'], " ").parse() {
+                resp.metadata_mut().insert(Self::STALE_HEADER, v);
+            }
+        }
+        resp
+    }
+
     /// Runs `f` on this member's applied state.
     pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
         self.node.shared.read(f)

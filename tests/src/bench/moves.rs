@@ -122,6 +122,8 @@ struct Bench {
     /// Wall times of `shoal stop` and `shoal start` in place, as a reference.
     stops: Vec<Duration>,
     starts: Vec<Duration>,
+    /// How long each move waited for the previous source copy to be removed.
+    waits: Vec<Duration>,
 }
 
 impl Bench {
@@ -157,9 +159,26 @@ impl Bench {
         Ok(())
     }
 
+    /// Waits until `host` no longer holds the copy an earlier move left there: shoal removes
+    /// source copies asynchronously (a 500 ms loop), and a move back before that fails with
+    /// "destination ... is not empty".
+    fn wait_source_removed(&mut self, host: &str) -> Result<()> {
+        let dir = self.tb.host_dir(host).join("containers").join(NAME);
+        let t = Instant::now();
+        while dir.exists() {
+            if t.elapsed() > Duration::from_secs(30) {
+                bail!("{} still exists 30 s after the move away", dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.waits.push(t.elapsed());
+        Ok(())
+    }
+
     /// One move to the other host; verifies the data on arrival.
     fn one(&mut self, v: Variant) -> Result<MoveReport> {
         let to = HOSTS[1 - self.at];
+        self.wait_source_removed(to)?;
         let mut args = vec!["move", NAME, "--target", to];
         if v == Variant::Precopy {
             args.extend(["--mode", "precopy"]);
@@ -218,6 +237,7 @@ pub fn run(runs: usize) -> Result<()> {
         sum: String::new(),
         stops: vec![],
         starts: vec![],
+        waits: vec![],
     };
     b.sum = b.md5()?;
     eprintln!("wrote 100 MB in {NAME} on a (md5 {}); warming up", b.sum);
@@ -314,6 +334,12 @@ pub fn run(runs: usize) -> Result<()> {
         "reference, in place: `shoal stop` {} ms, `shoal start` {} ms (CLI wall time, median)",
         ms_of(&b.stops),
         ms_of(&b.starts)
+    );
+    println!(
+        "before each move the target's old copy was waited for (removed asynchronously): \
+         median {} ms, max {} ms",
+        ms_of(&b.waits),
+        b.waits.iter().max().unwrap_or(&Duration::ZERO).as_millis()
     );
     println!(
         "note: downtime includes busybox init's clean shutdown, about 2 s (it powers off \
