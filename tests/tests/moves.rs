@@ -78,6 +78,15 @@ fn move_copy_evacuate_and_restore() {
             .stdout,
         sum
     );
+    // Straight back and forth: the old copy on the host it just left must not get in the way.
+    tb.shoal(&["move", "c1", "--target", "d"]).ok();
+    tb.shoal(&["move", "c1", "--target", "b"]).ok();
+    assert_eq!(
+        tb.shoal(&["exec", "c1", "--", "md5sum", "/root/blob"])
+            .ok()
+            .stdout,
+        sum
+    );
 
     // Bad moves: clear errors, nothing changed.
     for (args, needle) in [

@@ -138,6 +138,21 @@ async fn pull(
 ) -> Result<ipb::PullInstanceReply, String> {
     super::image_fetch::ensure_image(ctx, &inst.image_fingerprint).await?;
     if !req.delta {
+        // A copy left here by an earlier move away (not yet removed by the stale-copy
+        // sweep) would block the import: it is placed elsewhere, so remove it now.
+        let placed_here = inst.location == ctx.node && target_name == inst.name.as_str();
+        if !placed_here {
+            let rt = ctx.runtime.clone();
+            let n = target_name.to_string();
+            tokio::task::spawn_blocking(move || {
+                if rt.list().map(|l| l.contains(&n)).unwrap_or(false) {
+                    let _ = rt.stop(&n, Duration::ZERO, true);
+                    let _ = rt.delete(&n);
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        }
         let mut cfg = super::agent::container_config(&ctx.images, inst)?;
         cfg.name = target_name.to_string();
         let rt = ctx.runtime.clone();

@@ -154,16 +154,22 @@ fn one(tb: &Testbed, round: usize) -> Result<Run> {
     }
     let t1 = Instant::now();
     let dir = tb.host_dir(VICTIM).join("containers");
+    let mut left = vec![];
     wait_until(
         GIVE_UP,
         &format!("stale copies removed from {VICTIM}"),
         || {
-            Ok(std::fs::read_dir(&dir)
+            left = std::fs::read_dir(&dir)
                 .with_context(|| format!("reading {}", dir.display()))?
                 .flatten()
-                .all(|e| !e.path().is_dir()))
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.')) // runtime scratch such as `.rootfs`
+                .collect::<Vec<_>>();
+            Ok(left.is_empty())
         },
-    )?;
+    )
+    .with_context(|| format!("left in {}: {left:?}", dir.display()))?;
     let cleanup = t1.elapsed();
     let mut args = vec!["delete", "--force"];
     args.extend(names.iter().map(String::as_str));

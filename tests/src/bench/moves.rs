@@ -12,6 +12,8 @@ use crate::testbed::{bin_dir, is_root, workspace, CliOutput, Testbed};
 
 const NAME: &str = "mover";
 const HOSTS: [&str; 2] = ["a", "b"];
+/// Pause between a move's end and the next move (see `Bench::one`).
+const SETTLE: Duration = Duration::from_millis(1500);
 
 /// Fails with a clear message unless we are root and the binaries and scripts exist.
 pub fn preflight(what: &str) -> Result<()> {
@@ -22,8 +24,8 @@ pub fn preflight(what: &str) -> Result<()> {
     for b in ["shoald", "shoal"] {
         if !bins.join(b).is_file() {
             bail!(
-                "{} is missing (the benchmark uses the binaries next to shoal-bench); \
-                 build them with `cargo build --release --bins`",
+                "{} is missing (the benchmark uses the binaries next to shoal-bench, or in \
+                 $SHOAL_BIN_DIR); build them with `cargo build --release --bins`",
                 bins.join(b).display()
             );
         }
@@ -124,6 +126,8 @@ struct Bench {
     starts: Vec<Duration>,
     /// How long each move waited for the previous source copy to be removed.
     waits: Vec<Duration>,
+    /// When the last move ended.
+    arrived: Instant,
 }
 
 impl Bench {
@@ -179,6 +183,12 @@ impl Bench {
     fn one(&mut self, v: Variant) -> Result<MoveReport> {
         let to = HOSTS[1 - self.at];
         self.wait_source_removed(to)?;
+        // Let the data settle: the precopy delta sends again every file whose ctime is
+        // within 1 s of its read (coarse timestamps), and an import sets the blob's ctime.
+        let since = self.arrived.elapsed();
+        if since < SETTLE {
+            std::thread::sleep(SETTLE - since);
+        }
         let mut args = vec!["move", NAME, "--target", to];
         if v == Variant::Precopy {
             args.extend(["--mode", "precopy"]);
@@ -189,6 +199,7 @@ impl Bench {
             .and_then(parse_move)
             .with_context(|| format!("unexpected output of `shoal move`: {}", out.stdout))?;
         self.at = 1 - self.at;
+        self.arrived = Instant::now();
         if v == Variant::Stopped {
             self.timed("start")?;
             self.check()?;
@@ -238,6 +249,7 @@ pub fn run(runs: usize) -> Result<()> {
         stops: vec![],
         starts: vec![],
         waits: vec![],
+        arrived: Instant::now(),
     };
     b.sum = b.md5()?;
     eprintln!("wrote 100 MB in {NAME} on a (md5 {}); warming up", b.sum);
@@ -335,11 +347,25 @@ pub fn run(runs: usize) -> Result<()> {
         ms_of(&b.stops),
         ms_of(&b.starts)
     );
+    let stop = ms_of(&b.stops);
+    if let (Some(c), Some(p)) = (downs[0], downs[1]) {
+        println!(
+            "downtime beyond an in-place stop (median downtime - `shoal stop` median): \
+             cold {} ms, precopy {} ms",
+            c as i64 - stop as i64,
+            p as i64 - stop as i64
+        );
+    }
     println!(
         "before each move the target's old copy was waited for (removed asynchronously): \
          median {} ms, max {} ms",
         ms_of(&b.waits),
         b.waits.iter().max().unwrap_or(&Duration::ZERO).as_millis()
+    );
+    println!(
+        "each move started at least {} ms after the previous one ended, so no file's ctime \
+         was within precopy's 1 s racy window",
+        SETTLE.as_millis()
     );
     println!(
         "note: downtime includes busybox init's clean shutdown, about 2 s (it powers off \
