@@ -141,6 +141,25 @@ fn placement_spreads_and_a_dead_host_is_healed_without_running_twice() {
     let list = instances(&tb);
     assert!(list.iter().all(|i| i["status"] == "Running"), "{list:?}");
 
+    // The host is back in the leader's view before placing across all four again.
+    let t2 = Instant::now();
+    loop {
+        let members = tb
+            .shoal(&["cluster", "list", "--format", "json"])
+            .ok()
+            .json();
+        if members
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] == "Online")
+        {
+            break;
+        }
+        assert!(t2.elapsed() < Duration::from_secs(20), "{members}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // A strict spread placement group: one member per host, and a fifth has nowhere to go.
     tb.shoal(&[
         "placement",

@@ -68,6 +68,11 @@ pub async fn run(ctx: Arc<Ctx>) {
             continue;
         }
         let node = ctx.state.node();
+        if !node.lease_held() {
+            // Not renewed since this daemon started: nothing is known yet (the monitors
+            // fence on their own if the old lease expired).
+            continue;
+        }
         if node.lease_age() > FENCE_AFTER {
             fence(&ctx).await;
         } else {
