@@ -23,6 +23,8 @@ use crate::consensus::types::{NodeId, TypeConfig};
 #[derive(Clone)]
 pub struct LogStore {
     trees: Trees,
+    /// Appends hand their flush callbacks to one flusher task (group commit).
+    flusher: tokio::sync::mpsc::UnboundedSender<(LogFlushed<TypeConfig>, Trees)>,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -42,8 +44,36 @@ fn bound(b: Bound<&u64>) -> Bound<[u8; 8]> {
 }
 
 impl LogStore {
+    /// Wraps the trees and starts the flusher task (needs a tokio runtime).
+    ///
+    /// An append writes its entries and returns at once; the flusher makes them durable
+    /// and only then acknowledges them through openraft's callback. So the leader's own
+    /// flush overlaps with replication to the followers, and appends that arrive while a
+    /// flush runs share the next one. Callbacks are acknowledged in order, each only after
+    /// a flush that started after its entries were written.
     pub(crate) fn new(trees: Trees) -> Self {
-        Self { trees }
+        // Each request carries its own handle on the trees, so an idle flusher holds no
+        // reference to the database (it can be reopened as soon as the store is dropped).
+        let (flusher, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<(LogFlushed<TypeConfig>, Trees)>();
+        tokio::spawn(async move {
+            while let Some((first, t)) = rx.recv().await {
+                let mut waiting = vec![first];
+                while let Ok((more, _)) = rx.try_recv() {
+                    waiting.push(more);
+                }
+                let result = t.flush().await;
+                drop(t);
+                for cb in waiting {
+                    let r = match &result {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(std::io::Error::other(e.to_string())),
+                    };
+                    cb.log_io_completed(r);
+                }
+            }
+        });
+        Self { trees, flusher }
     }
 
     fn entries(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
@@ -199,16 +229,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         self.write_batch(entries).raft(Op::WriteLogs)?;
-        match self.trees.flush().await {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(e).raft(Op::WriteLogs)
-            }
+        if let Err(tokio::sync::mpsc::error::SendError((callback, _))) =
+            self.flusher.send((callback, self.trees.clone()))
+        {
+            // The flusher is gone (runtime shutting down): flush here.
+            let r = self.trees.flush().await;
+            let io = r
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| std::io::Error::other(e.to_string()));
+            callback.log_io_completed(io);
+            r.raft(Op::WriteLogs)?;
         }
+        Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
