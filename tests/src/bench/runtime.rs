@@ -30,12 +30,31 @@ pub fn build_rootfs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes the cgroup group and run dir the benchmark's runtime made, however it ends.
+struct BenchCleanup {
+    group: String,
+    run_dir: PathBuf,
+}
+
+impl Drop for BenchCleanup {
+    fn drop(&mut self) {
+        if let Ok(m) = shoal_node::cgroups::CgroupManager::detect(&self.group) {
+            let _ = m.remove_base();
+        }
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
 fn ours(rootfs: &Path, work: &Path, runs: usize) -> Result<(Vec<Duration>, Option<u64>)> {
+    let cleanup = BenchCleanup {
+        group: format!("shoal-bench-{}", std::process::id()),
+        run_dir: PathBuf::from(format!("/run/shoal/bench-{}", std::process::id())),
+    };
     let rt = Runtime::new(RuntimeConfig {
         containers_dir: work.join("containers"),
-        run_dir: PathBuf::from(format!("/run/shoal/bench-{}", std::process::id())),
+        run_dir: cleanup.run_dir.clone(),
         shoald_exe: bin_dir().join("shoald"),
-        cgroup_group: format!("shoal-bench-{}", std::process::id()),
+        cgroup_group: cleanup.group.clone(),
     })?;
     let mut times = Vec::with_capacity(runs);
     let mut monitor_kib = None;
