@@ -3,6 +3,7 @@
 //! the `shoal` CLI against it.
 
 pub mod bench;
+pub mod checker;
 pub mod testbed;
 
 pub use testbed::{is_root, CliOutput, Testbed};
