@@ -54,7 +54,7 @@ pub fn check(history: &[Call]) -> Verdict {
     for c in history {
         by_key.entry(c.key.as_str()).or_default().push(c);
     }
-    for (key, calls) in by_key {
+    for calls in by_key.into_values() {
         let owned: Vec<Call> = calls.into_iter().cloned().collect();
         match check_key(&owned) {
             Verdict::Linearizable => {}
@@ -70,10 +70,11 @@ pub fn check_key(calls: &[Call]) -> Verdict {
     // Refused calls did nothing; unknown reads tell nothing.
     let ops: Vec<&Call> = calls
         .iter()
-        .filter(|c| match (c.outcome, &c.op) {
-            (Outcome::Failed, _) => false,
-            (Outcome::Unknown, Op::Read(_)) => false,
-            _ => true,
+        .filter(|c| {
+            !matches!(
+                (c.outcome, &c.op),
+                (Outcome::Failed, _) | (Outcome::Unknown, Op::Read(_))
+            )
         })
         .collect();
     if ops.len() > 128 {
