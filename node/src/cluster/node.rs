@@ -16,6 +16,11 @@ use super::peers::Peers;
 
 /// How long a write may take before it is reported as not committed.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Members with ids up to this are in the Raft group (3 voters + 2 stand-bys by default);
+/// later ones are agents: no replica, they follow their part of the state through a watch
+/// stream from a member that holds one.
+pub const RAFT_MEMBERS: u64 = 5;
+
 /// How long a linearizable read may wait for the leader and a quorum.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// A member not heard from for this long is Offline.
@@ -54,6 +59,8 @@ pub struct ClusterNode {
     leader_revision: std::sync::atomic::AtomicU64,
     /// Whether the lease was renewed at least once since this daemon started.
     renewed_once: std::sync::atomic::AtomicBool,
+    /// On an agent: the member whose state it follows, which relays its calls.
+    gateway: Mutex<Option<MemberNode>>,
 }
 
 impl ClusterNode {
@@ -76,6 +83,7 @@ impl ClusterNode {
             lease_renewed: Mutex::new(Instant::now()),
             leader_revision: std::sync::atomic::AtomicU64::new(0),
             renewed_once: std::sync::atomic::AtomicBool::new(false),
+            gateway: Mutex::new(None),
         }
     }
 
@@ -85,6 +93,28 @@ impl ClusterNode {
         let id = m.current_leader?;
         let node = m.membership_config.membership().get_node(&id)?.clone();
         Some((id, node))
+    }
+
+    /// Whether this member is an agent (no Raft replica).
+    pub fn is_agent(&self) -> bool {
+        self.id > RAFT_MEMBERS
+    }
+
+    /// Sets the member an agent follows.
+    pub fn set_gateway(&self, node: Option<MemberNode>) {
+        *self.gateway.lock().unwrap_or_else(|p| p.into_inner()) = node;
+    }
+
+    /// Where calls for the leader go: the leader itself, or, on an agent, its gateway
+    /// (which relays them).
+    pub fn route(&self) -> Option<(NodeId, MemberNode)> {
+        self.leader().or_else(|| {
+            self.gateway
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .map(|g| (0, g))
+        })
     }
 
     /// Whether this member leads now.
@@ -104,7 +134,7 @@ impl ClusterNode {
                     SubmitError::NoLeader
                 });
             }
-            match self.leader() {
+            match self.route() {
                 Some((id, _)) if id == self.id => {
                     match tokio::time::timeout(left, self.raft.client_write(cmd.clone())).await {
                         Ok(Ok(resp)) => return Ok(resp.data),
@@ -179,7 +209,24 @@ impl ClusterNode {
     /// A read barrier: returns once this member's replica is at least as current as the
     /// leader was when asked (read index), so a read served here next is linearizable.
     pub async fn read_barrier(&self) -> Result<(), SubmitError> {
-        let index = match self.leader() {
+        let index = self.read_index().await?;
+        let mut rx = self.shared.subscribe();
+        let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+        while self.shared.revision() < index {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return Err(SubmitError::NoQuorum(READ_TIMEOUT));
+            }
+        }
+        Ok(())
+    }
+
+    /// The read index: from the leader itself, or asked of it (through the gateway on an
+    /// agent).
+    pub async fn read_index(&self) -> Result<u64, SubmitError> {
+        Ok(match self.route() {
             Some((id, _)) if id == self.id => self.read_index_here().await?,
             Some((_, leader)) => {
                 let ch = self
@@ -200,18 +247,7 @@ impl ClusterNode {
                     .index
             }
             None => return Err(SubmitError::NoLeader),
-        };
-        let mut rx = self.shared.subscribe();
-        let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
-        while self.shared.revision() < index {
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
-                return Err(SubmitError::NoQuorum(READ_TIMEOUT));
-            }
-        }
-        Ok(())
+        })
     }
 
     /// Records a heartbeat from `name` (on the leader).

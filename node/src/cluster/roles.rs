@@ -82,6 +82,8 @@ pub fn roles(node: &ClusterNode, members: &BTreeMap<String, Member>) -> BTreeMap
             } else {
                 Role::Agent
             }
+        } else if mem.id > super::node::RAFT_MEMBERS {
+            Role::Agent
         } else {
             Role::Pending
         };
@@ -122,9 +124,13 @@ async fn reconcile(
             .unwrap_or(false)
     };
 
-    // New members become learners.
+    // New members become learners; members beyond the Raft group are agents.
     for m in &members {
-        if !voters.contains(&m.id) && !learners.contains(&m.id) && m.id != 0 {
+        if !voters.contains(&m.id)
+            && !learners.contains(&m.id)
+            && m.id != 0
+            && m.id <= super::node::RAFT_MEMBERS
+        {
             let n = MemberNode {
                 name: m.name.clone(),
                 addr: m.address.clone(),

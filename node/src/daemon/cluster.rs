@@ -31,7 +31,7 @@ impl ClusterService {
         &self,
     ) -> Option<pb::cluster_client::ClusterClient<tonic::transport::Channel>> {
         let node = self.ctx.state.node();
-        let (id, leader) = node.leader()?;
+        let (id, leader) = node.route()?;
         if id == node.id {
             return None;
         }

@@ -179,11 +179,21 @@ impl ExecHandler {
         }
         let name = InstanceName::new(&start.instance)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let found = self.ctx.state.read(|s| {
-            s.instances
-                .get(&name)
-                .map(|i| (i.location.clone(), i.status.state, i.config.clone()))
-        });
+        let lookup = || {
+            self.ctx.state.read(|s| {
+                s.instances
+                    .get(&name)
+                    .map(|i| (i.location.clone(), i.status.state, i.config.clone()))
+            })
+        };
+        let mut found = lookup();
+        if !matches!(&found, Some((_, ObservedState::Running, _))) {
+            // This member's view may lag (an agent's always does a little): catch up with
+            // the leader before refusing.
+            if self.ctx.state.node().read_barrier().await.is_ok() {
+                found = lookup();
+            }
+        }
         let Some((location, observed, config)) = found else {
             return Err(Status::not_found(format!("instance '{name}' not found")));
         };

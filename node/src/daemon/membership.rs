@@ -110,7 +110,9 @@ impl ipb::membership_server::Membership for MembershipService {
     ) -> Result<Response<ipb::SubmitReply>, Status> {
         require_member(&req)?;
         let node = self.ctx.state.node();
-        if !node.is_leader() {
+        // Not the leader: relay it (agents send their writes through the member they
+        // follow); a member with a replica always knows where the leader is.
+        if !node.is_leader() && node.leader().is_none() {
             return Err(Status::failed_precondition("not the leader"));
         }
         let cmd: Command = serde_json::from_slice(&req.get_ref().command_json)
@@ -206,16 +208,34 @@ impl ipb::membership_server::Membership for MembershipService {
         Ok(Response::new(ipb::EndMoveReply {}))
     }
 
+    type WatchStream = super::operations::BoxStream<ipb::StateView>;
+
+    async fn watch(
+        &self,
+        req: Request<ipb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        require_member(&req)?;
+        if self.ctx.state.node().is_agent() {
+            return Err(Status::failed_precondition(
+                "an agent holds no replica to watch",
+            ));
+        }
+        Ok(Response::new(super::follow::watch(
+            self.ctx.clone(),
+            req.into_inner(),
+        )))
+    }
+
     async fn read_index(
         &self,
         req: Request<ipb::ReadIndexRequest>,
     ) -> Result<Response<ipb::ReadIndexReply>, Status> {
         require_member(&req)?;
         let node = self.ctx.state.node();
-        if !node.is_leader() {
+        if !node.is_leader() && node.leader().is_none() {
             return Err(Status::failed_precondition("not the leader"));
         }
-        let index = node.read_index_here().await.map_err(ApiError::from)?;
+        let index = node.read_index().await.map_err(ApiError::from)?;
         Ok(Response::new(ipb::ReadIndexReply { index }))
     }
 
@@ -226,7 +246,11 @@ impl ipb::membership_server::Membership for MembershipService {
         require_member(&req)?;
         let node = self.ctx.state.node();
         if !node.is_leader() {
-            return Err(Status::failed_precondition("not the leader"));
+            if node.leader().is_none() {
+                return Err(Status::failed_precondition("not the leader"));
+            }
+            let online = online_members(&self.ctx).await.into_iter().collect();
+            return Ok(Response::new(ipb::LivenessReply { online }));
         }
         let online = self.ctx.state.read(|s| {
             s.members
@@ -242,9 +266,24 @@ impl ipb::membership_server::Membership for MembershipService {
         &self,
         req: Request<ipb::HeartbeatRequest>,
     ) -> Result<Response<ipb::HeartbeatReply>, Status> {
-        let caller = require_member(&req)?;
+        require_member(&req)?;
         let node = self.ctx.state.node();
-        node.heard_from(&caller.name);
+        let r = req.into_inner();
+        if !node.is_leader() {
+            // Relay an agent's heartbeat to the leader (members trust each other's names).
+            let Some((_, leader)) = node.leader() else {
+                return Err(Status::failed_precondition("not the leader"));
+            };
+            let ch = node
+                .peers
+                .channel(&leader.addr)
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            let mut client = ipb::membership_client::MembershipClient::new(ch);
+            let mut fwd = Request::new(r);
+            fwd.set_timeout(std::time::Duration::from_millis(800));
+            return client.heartbeat(fwd).await;
+        }
+        node.heard_from(&r.name);
         let term = node.raft.metrics().borrow().current_term;
         Ok(Response::new(ipb::HeartbeatReply {
             term,
@@ -259,7 +298,7 @@ impl ipb::membership_server::Membership for MembershipService {
 pub async fn online_members(ctx: &Ctx) -> std::collections::HashSet<String> {
     let node = ctx.state.node();
     let all = || ctx.state.read(|s| s.members.keys().cloned().collect());
-    match node.leader() {
+    match node.route() {
         Some((id, _)) if id == node.id => ctx.state.read(|s| {
             s.members
                 .keys()
@@ -289,7 +328,7 @@ pub async fn heartbeat_loop(ctx: Arc<Ctx>) {
     loop {
         tick.tick().await;
         let node = ctx.state.node();
-        let Some((id, leader)) = node.leader() else {
+        let Some((id, leader)) = node.route() else {
             continue;
         };
         if id == node.id {

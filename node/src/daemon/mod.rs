@@ -18,6 +18,7 @@ mod ctx;
 mod error;
 mod exec;
 mod fencing;
+mod follow;
 mod healer;
 mod image_fetch;
 mod images;

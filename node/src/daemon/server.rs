@@ -60,6 +60,9 @@ struct MemberFile {
     name: String,
     /// Whether this member created the cluster (and must initialise Raft).
     bootstrap: bool,
+    /// Member addresses learnt when joining (where an agent first looks for state).
+    #[serde(default)]
+    seeds: Vec<String>,
 }
 
 fn write_file(path: &Path, data: &str, mode: u32) -> Result<()> {
@@ -114,6 +117,7 @@ async fn identity(
             id: j.node_id,
             name: args.name.clone(),
             bootstrap: false,
+            seeds: j.addresses.clone(),
         }
     } else {
         pki::ensure(&tls_dir, &args.name, &[host_ip.to_string()])
@@ -122,6 +126,7 @@ async fn identity(
             id: 1,
             name: args.name.clone(),
             bootstrap: true,
+            seeds: vec![],
         }
     };
     write_file(&file, &serde_json::to_string_pretty(&m)?, 0o644)?;
@@ -273,6 +278,13 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         tokio::spawn(async move { register(&state, &args, &advertise, me.id).await });
     }
 
+    if node.is_agent() {
+        tracing::info!(
+            id = me.id,
+            "this member is an agent: it follows the state of a member that holds a replica"
+        );
+        tokio::spawn(super::follow::run(ctx.clone(), me.seeds.clone()));
+    }
     tokio::spawn(agent::run(ctx.clone()));
     tokio::spawn(heartbeat_loop(ctx.clone()));
     tokio::spawn(super::fencing::run(ctx.clone()));

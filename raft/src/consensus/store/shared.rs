@@ -95,6 +95,13 @@ impl SharedState {
         f(&mut guard)
     }
 
+    /// Replaces the state with a view received from a member that holds a replica (on an
+    /// agent, which runs no Raft replica of its own and never applies log entries).
+    pub fn install_view(&self, state: ClusterState) {
+        self.update(|a| a.state = state);
+        self.publish();
+    }
+
     /// Tells subscribers about the current revision.
     pub(crate) fn publish(&self) {
         let revision = self.revision();
