@@ -62,5 +62,26 @@ fn six_hosts_three_voters_two_standbys_one_agent() {
     );
     tb.shoal(&["stop", "onf"]).ok();
     tb.shoal(&["delete", "onf"]).ok();
+
+    // Members leave: one holding an instance is refused without --force; the agent and a
+    // stand-by leave gracefully.
+    tb.shoal(&["launch", "busybox", "ond", "--target", "d"])
+        .ok();
+    let out = tb.shoal(&["cluster", "remove", "d"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("holds instances"), "{}", out.stderr);
+    tb.shoal(&["cluster", "remove", "f"]).ok();
+    tb.shoal(&["cluster", "remove", "e"]).ok();
+    let members = tb
+        .shoal(&["cluster", "list", "--format", "json"])
+        .ok()
+        .json();
+    let names: Vec<&str> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b", "c", "d"], "{members}");
     tb.down();
 }

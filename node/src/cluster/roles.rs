@@ -146,7 +146,7 @@ async fn reconcile(
     let gone: BTreeSet<NodeId> = voters
         .iter()
         .chain(learners.iter())
-        .filter(|id| !known.contains(*id) && **id != node.id)
+        .filter(|id| !known.contains(*id))
         .copied()
         .collect();
     if !gone.is_empty() {
