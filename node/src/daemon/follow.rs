@@ -39,15 +39,27 @@ pub fn watch(ctx: Arc<Ctx>, req: ipb::WatchRequest) -> BoxStream<ipb::StateView>
     super::operations::async_stream(move |tx| async move {
         let mut rx = ctx.state.subscribe();
         let mut sent = req.from_revision;
+        // The last view sent, serialised without its revision: unchanged content is not
+        // sent again, only the new revision (an agent's read barrier needs it).
+        let mut last: Vec<u8> = Vec::new();
         loop {
             let view = ctx
                 .state
                 .read(|s| (s.revision > sent).then(|| view_for(s, &req.name)));
-            if let Some(view) = view {
+            if let Some(mut view) = view {
                 sent = view.revision;
+                view.revision = 0;
+                let body = serde_json::to_vec(&view).expect("state serializes");
+                let state_json = if body == last {
+                    Vec::new()
+                } else {
+                    view.revision = sent;
+                    last = body;
+                    serde_json::to_vec(&view).expect("state serializes")
+                };
                 let msg = ipb::StateView {
-                    revision: view.revision,
-                    state_json: serde_json::to_vec(&view).expect("state serializes"),
+                    revision: sent,
+                    state_json,
                 };
                 if tx.send(Ok::<_, Status>(msg)).await.is_err() {
                     return;
@@ -122,4 +134,52 @@ async fn follow(ctx: &Arc<Ctx>, addr: &str) -> Result<(), String> {
         node.shared.install_view(state);
     }
     Err("the stream ended".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_raft::{CaRecord, Instance, InstanceName, InstanceStatus};
+
+    fn instance(name: &str, location: &str) -> Instance {
+        Instance {
+            name: InstanceName::new(name).unwrap(),
+            image: "busybox".into(),
+            image_fingerprint: "ab".repeat(32),
+            config: Default::default(),
+            desired: shoal_raft::DesiredState::Running,
+            desired_revision: 1,
+            restart_revision: 0,
+            stop_force: false,
+            stop_timeout_s: 0,
+            location: location.into(),
+            placement_generation: 1,
+            status: InstanceStatus::pending(0),
+            created_at_ms: 0,
+            version: 1,
+            origin: None,
+        }
+    }
+
+    #[test]
+    fn an_agent_sees_its_instances_and_no_secrets() {
+        let mut s = ClusterState {
+            revision: 42,
+            ca: Some(CaRecord {
+                cert_pem: "cert".into(),
+                key_pem: "KEY".into(),
+            }),
+            ..Default::default()
+        };
+        for (n, loc) in [("x", "f"), ("y", "a")] {
+            let i = instance(n, loc);
+            s.instances.insert(i.name.clone(), i);
+        }
+        let v = view_for(&s, "f");
+        assert_eq!(v.revision, 42);
+        assert!(v.ca.is_none() && v.tokens.is_empty() && v.identities.is_empty());
+        let names: Vec<String> = v.instances.keys().map(|k| k.to_string()).collect();
+        assert_eq!(names, ["x"]);
+        assert!(!serde_json::to_string(&v).unwrap().contains("KEY"));
+    }
 }
