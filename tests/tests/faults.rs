@@ -22,8 +22,33 @@ fn fingerprint_of(tb: &Testbed, alias: &str) -> String {
         .unwrap_or_else(|| panic!("no image with alias {alias}: {images}"))
 }
 
+/// A fault injected in the middle of the workload: it gets the test bed and the leader's
+/// name, breaks something, waits, and repairs it.
+type Fault = fn(&Testbed, &str);
+
+fn kill_and_restart(tb: &Testbed, leader: &str) {
+    tb.script(&["stop-host", leader]).unwrap().ok();
+    std::thread::sleep(Duration::from_secs(3));
+    tb.script(&["start-host", leader]).unwrap().ok();
+}
+
+fn isolate_and_heal(tb: &Testbed, leader: &str) {
+    tb.script(&["isolate", leader]).unwrap().ok();
+    std::thread::sleep(Duration::from_secs(4));
+    tb.script(&["heal", leader]).unwrap().ok();
+}
+
 #[test]
 fn history_stays_linearizable_while_the_leader_dies() {
+    scenario("killed and restarted", kill_and_restart);
+}
+
+#[test]
+fn history_stays_linearizable_while_the_leader_is_cut_off() {
+    scenario("isolated in a minority, then healed", isolate_and_heal);
+}
+
+fn scenario(what: &str, fault: Fault) {
     if !is_root() {
         eprintln!("skipping: end-to-end tests need root");
         return;
@@ -116,16 +141,14 @@ fn history_stays_linearizable_while_the_leader_dies() {
         .as_str()
         .unwrap()
         .to_string();
-    tb.script(&["stop-host", &leader]).unwrap().ok();
-    std::thread::sleep(Duration::from_secs(3));
-    tb.script(&["start-host", &leader]).unwrap().ok();
+    fault(&tb, &leader);
     for c in clients {
         c.join().unwrap();
     }
     let history = history.lock().unwrap().clone();
     let acked = history.iter().filter(|c| c.outcome == Outcome::Ok).count();
     eprintln!(
-        "{} calls ({acked} acknowledged) around the death of leader {leader}",
+        "{} calls ({acked} acknowledged) while leader {leader} was {what}",
         history.len()
     );
     assert!(
