@@ -165,6 +165,28 @@ fn scenario(what: &str, fault: Fault) {
         let calls: Vec<&Call> = history.iter().filter(|c| c.key == key).collect();
         panic!("{verdict:?}: {calls:#?}");
     }
+    // Every member catches up with the leader's log once the fault is repaired.
+    let t1 = Instant::now();
+    loop {
+        let show = tb.shoal(&["cluster", "show", "--format", "json"]);
+        if show.code == 0 {
+            let v = show.json();
+            let lagging = v["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["lag"].as_u64() != Some(0));
+            if !lagging {
+                break;
+            }
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(20),
+            "members did not converge: {}",
+            show.stdout
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     match Arc::try_unwrap(tb) {
         Ok(tb) => tb.down(),
         Err(_) => panic!("clients still hold the test bed"),
