@@ -38,6 +38,36 @@ fn instance_mut<'a>(
         .ok_or_else(|| ModelError::InstanceNotFound(name.to_string()))
 }
 
+/// Refuses a compare-and-set write when the record moved on.
+fn check_version(inst: &Instance, name: &str, expected: Option<u64>) -> Result<(), ModelError> {
+    match expected {
+        Some(v) if v != inst.version => Err(ModelError::VersionConflict {
+            what: format!("instance {name}"),
+            expected: v,
+            found: inst.version,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a host's word about an instance unless it holds the current placement.
+pub(crate) fn check_placement(
+    inst: &Instance,
+    name: &str,
+    node: &str,
+    generation: u64,
+) -> Result<(), ModelError> {
+    if inst.location != node || generation != inst.placement_generation {
+        return Err(ModelError::StalePlacement {
+            instance: name.to_string(),
+            node: node.to_string(),
+            reported: generation,
+            current: inst.placement_generation,
+        });
+    }
+    Ok(())
+}
+
 fn state_word(i: &Instance) -> String {
     format!("{:?}", i.status.state).to_lowercase()
 }
@@ -183,15 +213,7 @@ fn apply_command(
             expected_version,
         } => {
             let inst = instance_mut(state, name)?;
-            if let Some(v) = expected_version {
-                if *v != inst.version {
-                    return Err(ModelError::VersionConflict {
-                        what: format!("instance {name}"),
-                        expected: *v,
-                        found: inst.version,
-                    });
-                }
-            }
+            check_version(inst, name, *expected_version)?;
             if inst.desired == DesiredState::Deleted {
                 return Err(ModelError::WrongState {
                     name: name.clone(),
@@ -235,23 +257,8 @@ fn apply_command(
             if_version,
         } => {
             let inst = instance_mut(state, name)?;
-            if let Some(v) = if_version {
-                if *v != inst.version {
-                    return Err(ModelError::VersionConflict {
-                        what: format!("instance {name}"),
-                        expected: *v,
-                        found: inst.version,
-                    });
-                }
-            }
-            if &inst.location != node || *placement_generation != inst.placement_generation {
-                return Err(ModelError::StalePlacement {
-                    instance: name.clone(),
-                    node: node.clone(),
-                    reported: *placement_generation,
-                    current: inst.placement_generation,
-                });
-            }
+            check_version(inst, name, *if_version)?;
+            check_placement(inst, name, node, *placement_generation)?;
             inst.status = status.clone();
             inst.version = index;
             Ok(CommandResult::Instance(Box::new(inst.clone())))
@@ -271,14 +278,7 @@ fn apply_command(
             placement_generation,
         } => {
             let inst = instance_mut(state, name)?;
-            if &inst.location != node || *placement_generation != inst.placement_generation {
-                return Err(ModelError::StalePlacement {
-                    instance: name.clone(),
-                    node: node.clone(),
-                    reported: *placement_generation,
-                    current: inst.placement_generation,
-                });
-            }
+            check_placement(inst, name, node, *placement_generation)?;
             if inst.desired != DesiredState::Deleted {
                 return Err(ModelError::WrongState {
                     name: name.clone(),

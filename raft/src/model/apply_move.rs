@@ -30,14 +30,7 @@ pub(crate) fn apply_move(
                 .instances
                 .get(&key)
                 .ok_or_else(|| ModelError::InstanceNotFound(name.clone()))?;
-            if &inst.location != from || inst.placement_generation != *expected_generation {
-                return Err(ModelError::StalePlacement {
-                    instance: name.clone(),
-                    node: from.clone(),
-                    reported: *expected_generation,
-                    current: inst.placement_generation,
-                });
-            }
+            super::apply::check_placement(inst, name, from, *expected_generation)?;
             if inst.desired == DesiredState::Deleted {
                 return Err(ModelError::WrongState {
                     name: name.clone(),
@@ -76,14 +69,7 @@ pub(crate) fn apply_move(
                 .instances
                 .get_mut(&key)
                 .ok_or_else(|| ModelError::InstanceNotFound(name.clone()))?;
-            if &inst.location != node || inst.placement_generation != *placement_generation {
-                return Err(ModelError::StalePlacement {
-                    instance: name.clone(),
-                    node: node.clone(),
-                    reported: *placement_generation,
-                    current: inst.placement_generation,
-                });
-            }
+            super::apply::check_placement(inst, name, node, *placement_generation)?;
             inst.status.state = ObservedState::Unknown;
             inst.status.message = message.clone();
             inst.status.init_pid = None;
