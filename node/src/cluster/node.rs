@@ -167,11 +167,10 @@ impl ClusterNode {
                 status,
             })
         };
-        let ch = self
+        let mut client = self
             .peers
-            .channel(&leader.addr)
+            .membership(&leader.addr)
             .map_err(|e| fail(e.to_string()))?;
-        let mut client = ipb::membership_client::MembershipClient::new(ch);
         let mut req = tonic::Request::new(ipb::SubmitRequest {
             command_json: serde_json::to_vec(cmd).expect("commands serialize"),
         });
@@ -229,11 +228,10 @@ impl ClusterNode {
         Ok(match self.route() {
             Some((id, _)) if id == self.id => self.read_index_here().await?,
             Some((_, leader)) => {
-                let ch = self
+                let mut client = self
                     .peers
-                    .channel(&leader.addr)
+                    .membership(&leader.addr)
                     .map_err(|e| SubmitError::Raft(e.to_string()))?;
-                let mut client = ipb::membership_client::MembershipClient::new(ch);
                 let mut req = tonic::Request::new(ipb::ReadIndexRequest {});
                 req.set_timeout(READ_TIMEOUT);
                 client

@@ -1,6 +1,7 @@
 //! Connections from this member to the others: one reused gRPC channel per address, all
 //! with this member's certificate (mutual TLS).
 
+use shoal_proto::internal::membership_client::MembershipClient;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -37,5 +38,13 @@ impl Peers {
             .connect_lazy();
         map.insert(addr.to_string(), ch.clone());
         Ok(ch)
+    }
+
+    /// A client of the internal `Membership` service of the member at `addr`.
+    pub fn membership(
+        &self,
+        addr: &str,
+    ) -> Result<MembershipClient<Channel>, tonic::transport::Error> {
+        self.channel(addr).map(MembershipClient::new)
     }
 }

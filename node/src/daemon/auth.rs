@@ -37,6 +37,14 @@ fn certificate_identity<T>(req: &Request<T>) -> Result<Caller, Status> {
     Ok(Caller { name, role })
 }
 
+/// Marks `req` (about to be relayed to another member) as made on behalf of `caller`; the
+/// receiving member believes it because it comes with this member's certificate.
+pub fn act_for<T>(req: &mut Request<T>, caller: &Caller) {
+    if let Ok(v) = format!("{};{}", caller.name, caller.role.as_str()).parse() {
+        req.metadata_mut().insert(ON_BEHALF_OF, v);
+    }
+}
+
 /// Identifies the caller of `req`, following a member's `on-behalf-of` header.
 pub fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
     let c = certificate_identity(req)?;

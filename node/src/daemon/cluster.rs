@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
 
-use super::auth::{require, Caller, ON_BEHALF_OF};
+use super::auth::{act_for, require, Caller};
 use super::ctx::Ctx;
 use super::membership::sign;
 use super::ops::now_ms;
@@ -83,9 +83,7 @@ impl ClusterService {
 fn forwarded<T>(msg: T, caller: &Caller) -> Request<T> {
     let mut req = Request::new(msg);
     req.set_timeout(Duration::from_secs(5));
-    if let Ok(v) = format!("{};{}", caller.name, caller.role.as_str()).parse() {
-        req.metadata_mut().insert(ON_BEHALF_OF, v);
-    }
+    act_for(&mut req, caller);
     req
 }
 

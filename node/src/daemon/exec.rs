@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Status, Streaming};
 
-use super::auth::{Caller, ON_BEHALF_OF};
+use super::auth::{act_for, Caller};
 use super::ctx::Ctx;
 use crate::runtime::{ExecControl, ExecRequest, ExecSession, RuntimeError};
 
@@ -142,9 +142,7 @@ impl ExecHandler {
             }
         });
         let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-        if let Ok(v) = format!("{};{}", caller.name, caller.role.as_str()).parse() {
-            req.metadata_mut().insert(ON_BEHALF_OF, v);
-        }
+        act_for(&mut req, caller);
         let mut client = pb::instances_client::InstancesClient::new(channel);
         let out = client.exec(req).await.map_err(|s| {
             if s.code() == tonic::Code::Unavailable {

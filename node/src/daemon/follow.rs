@@ -110,8 +110,7 @@ pub async fn run(ctx: Arc<Ctx>, seeds: Vec<String>) {
 
 async fn follow(ctx: &Arc<Ctx>, addr: &str) -> Result<(), String> {
     let node = ctx.state.node();
-    let ch = node.peers.channel(addr).map_err(|e| e.to_string())?;
-    let mut client = ipb::membership_client::MembershipClient::new(ch);
+    let mut client = node.peers.membership(addr).map_err(|e| e.to_string())?;
     let mut stream = client
         .watch(ipb::WatchRequest {
             name: ctx.node.clone(),

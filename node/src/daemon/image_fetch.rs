@@ -82,13 +82,12 @@ async fn record(ctx: &Arc<Ctx>, image: &shoal_raft::Image) -> Result<(), String>
 }
 
 async fn fetch_from(ctx: &Arc<Ctx>, fp: &str, addr: &str) -> Result<(), String> {
-    let ch = ctx
+    let mut client = ctx
         .state
         .node()
         .peers
-        .channel(addr)
+        .membership(addr)
         .map_err(|e| e.to_string())?;
-    let mut client = ipb::membership_client::MembershipClient::new(ch);
     let mut stream = client
         .fetch_image(ipb::FetchImageRequest {
             fingerprint: fp.to_string(),

@@ -274,11 +274,10 @@ impl ipb::membership_server::Membership for MembershipService {
             let Some((_, leader)) = node.leader() else {
                 return Err(Status::failed_precondition("not the leader"));
             };
-            let ch = node
+            let mut client = node
                 .peers
-                .channel(&leader.addr)
+                .membership(&leader.addr)
                 .map_err(|e| Status::unavailable(e.to_string()))?;
-            let mut client = ipb::membership_client::MembershipClient::new(ch);
             let mut fwd = Request::new(r);
             fwd.set_timeout(std::time::Duration::from_millis(800));
             return client.heartbeat(fwd).await;
@@ -307,10 +306,9 @@ pub async fn online_members(ctx: &Ctx) -> std::collections::HashSet<String> {
                 .collect()
         }),
         Some((_, leader)) => {
-            let Ok(ch) = node.peers.channel(&leader.addr) else {
+            let Ok(mut client) = node.peers.membership(&leader.addr) else {
                 return all();
             };
-            let mut client = ipb::membership_client::MembershipClient::new(ch);
             let mut req = Request::new(ipb::LivenessRequest {});
             req.set_timeout(std::time::Duration::from_secs(2));
             match client.liveness(req).await {
@@ -341,10 +339,9 @@ pub async fn heartbeat_loop(ctx: Arc<Ctx>) {
             }
             continue;
         }
-        let Ok(ch) = node.peers.channel(&leader.addr) else {
+        let Ok(mut client) = node.peers.membership(&leader.addr) else {
             continue;
         };
-        let mut client = ipb::membership_client::MembershipClient::new(ch);
         let mut req = Request::new(ipb::HeartbeatRequest {
             name: node.name.clone(),
             applied_revision: ctx.state.read(|s| s.revision),

@@ -167,13 +167,12 @@ async fn pull(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let ch = ctx
+    let mut client = ctx
         .state
         .node()
         .peers
-        .channel(&req.source_address)
+        .membership(&req.source_address)
         .map_err(|e| e.to_string())?;
-    let mut client = ipb::membership_client::MembershipClient::new(ch);
     let mut stream = client
         .export_instance(ipb::ExportInstanceRequest {
             name: req.name.clone(),

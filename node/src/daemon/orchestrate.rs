@@ -92,13 +92,11 @@ fn client(
     ctx: &Ctx,
     addr: &str,
 ) -> Result<ipb::membership_client::MembershipClient<tonic::transport::Channel>, String> {
-    let ch = ctx
-        .state
+    ctx.state
         .node()
         .peers
-        .channel(addr)
-        .map_err(|e| e.to_string())?;
-    Ok(ipb::membership_client::MembershipClient::new(ch))
+        .membership(addr)
+        .map_err(|e| e.to_string())
 }
 
 async fn end(ctx: &Ctx, addr: &str, session: &str, target_name: &str, keep: bool) {
