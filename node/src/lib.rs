@@ -2,6 +2,7 @@
 pub mod cgroups;
 pub mod cluster;
 pub mod daemon;
+pub mod hollow;
 pub mod image;
 pub mod runtime;
 pub mod sys;

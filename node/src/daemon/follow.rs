@@ -6,70 +6,105 @@
 
 use shoal_proto::internal as ipb;
 use shoal_raft::consensus::MemberNode;
-use shoal_raft::ClusterState;
+use shoal_raft::model::view_for;
+use shoal_raft::{ClusterState, InstanceName, ViewDelta};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 use tonic::Status;
 
 use super::ctx::Ctx;
 use super::operations::BoxStream;
 
-/// The part of `state` an agent named `name` needs: no CA key, tokens or identities, and
-/// only the instances placed on it.
-pub fn view_for(state: &ClusterState, name: &str) -> ClusterState {
-    ClusterState {
-        revision: state.revision,
-        members: state.members.clone(),
-        images: state.images.clone(),
-        aliases: state.aliases.clone(),
-        instances: state
-            .instances
-            .iter()
-            .filter(|(_, i)| i.location == name)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        scheduler: state.scheduler.clone(),
-        placement_groups: state.placement_groups.clone(),
-        ..Default::default()
-    }
-}
+/// Bursts of changes are coalesced for this long before a message goes out.
+const COALESCE: Duration = Duration::from_millis(20);
+/// A revision that moved without changing anything the agent sees is sent at most this
+/// often (an agent's read barrier waits for it; a thousand agents must not each get a
+/// message for every write).
+const REVISION_EVERY: Duration = Duration::from_millis(100);
 
-/// Server side: streams views to an agent each time the state changes.
+/// Server side: a whole view first (unless the agent's revision is still within the change
+/// log), then only the records of the agent's view that changed.
 pub fn watch(ctx: Arc<Ctx>, req: ipb::WatchRequest) -> BoxStream<ipb::StateView> {
     super::operations::async_stream(move |tx| async move {
-        let mut rx = ctx.state.subscribe();
-        let mut sent = req.from_revision;
-        // The last view sent, serialised without its revision: unchanged content is not
-        // sent again, only the new revision (an agent's read barrier needs it).
-        let mut last: Vec<u8> = Vec::new();
+        let shared = ctx.state.node().shared.clone();
+        let mut rx = shared.subscribe();
+        let name = req.name;
+        // Changes are examined up to `seen`; the agent was told up to `told`.
+        let mut seen = req.from_revision;
+        let mut told = req.from_revision;
+        let mut held: BTreeSet<InstanceName> = BTreeSet::new();
+        let mut resumed = req.from_revision > 0;
+        let mut whole = req.from_revision == 0;
+        let mut last_sent = Instant::now() - REVISION_EVERY;
         loop {
-            let view = ctx
-                .state
-                .read(|s| (s.revision > sent).then(|| view_for(s, &req.name)));
-            if let Some(mut view) = view {
-                sent = view.revision;
-                view.revision = 0;
-                let body = serde_json::to_vec(&view).expect("state serializes");
-                let state_json = if body == last {
-                    Vec::new()
-                } else {
-                    view.revision = sent;
-                    last = body;
-                    serde_json::to_vec(&view).expect("state serializes")
-                };
-                let msg = ipb::StateView {
-                    revision: sent,
-                    state_json,
-                };
+            let mut msg = None;
+            let changes = if whole {
+                None
+            } else {
+                shared.changes_since(seen)
+            };
+            match changes {
+                None => {
+                    let view = shared.read(|s| view_for(s, &name));
+                    held = view.instances.keys().cloned().collect();
+                    seen = view.revision;
+                    whole = false;
+                    resumed = false;
+                    msg = Some(ipb::StateView {
+                        revision: seen,
+                        state_json: serde_json::to_vec(&view).expect("state serializes"),
+                        delta_json: Vec::new(),
+                    });
+                }
+                Some((upto, keys)) if upto > seen => {
+                    if resumed {
+                        // The agent's own view may hold any of these instances.
+                        held.extend(keys.iter().filter_map(|k| match k {
+                            shoal_raft::model::StateKey::Instance(n) => InstanceName::new(n).ok(),
+                            _ => None,
+                        }));
+                        resumed = false;
+                    }
+                    let delta =
+                        shared.read(|s| ViewDelta::for_agent(s, upto, &keys, &name, &mut held));
+                    seen = upto;
+                    if !delta.is_empty() {
+                        msg = Some(ipb::StateView {
+                            revision: upto,
+                            state_json: Vec::new(),
+                            delta_json: serde_json::to_vec(&delta).expect("deltas serialize"),
+                        });
+                    }
+                }
+                Some(_) => {}
+            }
+            if msg.is_none() && seen > told && last_sent.elapsed() >= REVISION_EVERY {
+                msg = Some(ipb::StateView {
+                    revision: seen,
+                    state_json: Vec::new(),
+                    delta_json: Vec::new(),
+                });
+            }
+            if let Some(msg) = msg {
+                told = msg.revision;
+                last_sent = Instant::now();
                 if tx.send(Ok::<_, Status>(msg)).await.is_err() {
                     return;
                 }
             }
-            if rx.changed().await.is_err() {
+            if seen > told {
+                // Only the revision is owed: send it when its turn comes, or with the
+                // next change.
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep_until(last_sent + REVISION_EVERY) => {}
+                }
+            } else if rx.changed().await.is_err() {
                 return;
             }
-            // Coalesce bursts of changes.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(COALESCE).await;
         }
     })
 }
@@ -77,7 +112,9 @@ pub fn watch(ctx: Arc<Ctx>, req: ipb::WatchRequest) -> BoxStream<ipb::StateView>
 /// Agent side: follows a member's state, trying the known members in turn.
 pub async fn run(ctx: Arc<Ctx>, seeds: Vec<String>) {
     let node = ctx.state.node().clone();
-    let mut next = 0usize;
+    // Agents start at different members (by node id), so a thousand of them spread over
+    // the members holding a replica instead of all following the first.
+    let mut next = node.id as usize;
     loop {
         let mut candidates: Vec<String> = ctx.state.read(|s| {
             let mut raft: Vec<_> = s
@@ -128,57 +165,18 @@ async fn follow(ctx: &Arc<Ctx>, addr: &str) -> Result<(), String> {
         .await
         .map_err(|s| s.message().to_string())?
     {
-        let state: ClusterState =
-            serde_json::from_slice(&view.state_json).map_err(|e| format!("bad view: {e}"))?;
-        node.shared.install_view(state);
+        if !view.state_json.is_empty() {
+            let state: ClusterState =
+                serde_json::from_slice(&view.state_json).map_err(|e| format!("bad view: {e}"))?;
+            node.shared.install_view(state);
+        } else if !view.delta_json.is_empty() {
+            let delta: ViewDelta =
+                serde_json::from_slice(&view.delta_json).map_err(|e| format!("bad delta: {e}"))?;
+            node.shared.update_view(|s| delta.apply_to(s));
+        } else {
+            node.shared
+                .update_view(|s| s.revision = s.revision.max(view.revision));
+        }
     }
     Err("the stream ended".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use shoal_raft::{CaRecord, Instance, InstanceName, InstanceStatus};
-
-    fn instance(name: &str, location: &str) -> Instance {
-        Instance {
-            name: InstanceName::new(name).unwrap(),
-            image: "busybox".into(),
-            image_fingerprint: "ab".repeat(32),
-            config: Default::default(),
-            desired: shoal_raft::DesiredState::Running,
-            desired_revision: 1,
-            restart_revision: 0,
-            stop_force: false,
-            stop_timeout_s: 0,
-            location: location.into(),
-            placement_generation: 1,
-            status: InstanceStatus::pending(0),
-            created_at_ms: 0,
-            version: 1,
-            origin: None,
-        }
-    }
-
-    #[test]
-    fn an_agent_sees_its_instances_and_no_secrets() {
-        let mut s = ClusterState {
-            revision: 42,
-            ca: Some(CaRecord {
-                cert_pem: "cert".into(),
-                key_pem: "KEY".into(),
-            }),
-            ..Default::default()
-        };
-        for (n, loc) in [("x", "f"), ("y", "a")] {
-            let i = instance(n, loc);
-            s.instances.insert(i.name.clone(), i);
-        }
-        let v = view_for(&s, "f");
-        assert_eq!(v.revision, 42);
-        assert!(v.ca.is_none() && v.tokens.is_empty() && v.identities.is_empty());
-        let names: Vec<String> = v.instances.keys().map(|k| k.to_string()).collect();
-        assert_eq!(names, ["x"]);
-        assert!(!serde_json::to_string(&v).unwrap().contains("KEY"));
-    }
 }

@@ -291,10 +291,16 @@ impl ipb::membership_server::Membership for MembershipService {
     }
 }
 
+/// How long a member reuses the leader's liveness answer (a burst of launches on a
+/// follower asks the leader once, not once per launch).
+const LIVENESS_CACHE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The members online as the leader sees them (asked of the leader when this member does
-/// not lead; if no leader answers, every member counts as online and the leader's
-/// check at apply has the last word on resources).
+/// not lead, at most every [`LIVENESS_CACHE`]; if no leader answers, every member counts as
+/// online and the leader's check at apply has the last word on resources).
 pub async fn online_members(ctx: &Ctx) -> std::collections::HashSet<String> {
+    type Cached = Option<(std::time::Instant, std::collections::HashSet<String>)>;
+    static CACHE: std::sync::Mutex<Cached> = std::sync::Mutex::new(None);
     let node = ctx.state.node();
     let all = || ctx.state.read(|s| s.members.keys().cloned().collect());
     match node.route() {
@@ -306,13 +312,24 @@ pub async fn online_members(ctx: &Ctx) -> std::collections::HashSet<String> {
                 .collect()
         }),
         Some((_, leader)) => {
+            if let Some((at, online)) = &*CACHE.lock().unwrap_or_else(|p| p.into_inner()) {
+                if at.elapsed() < LIVENESS_CACHE {
+                    return online.clone();
+                }
+            }
             let Ok(mut client) = node.peers.membership(&leader.addr) else {
                 return all();
             };
             let mut req = Request::new(ipb::LivenessRequest {});
             req.set_timeout(std::time::Duration::from_secs(2));
             match client.liveness(req).await {
-                Ok(r) => r.into_inner().online.into_iter().collect(),
+                Ok(r) => {
+                    let online: std::collections::HashSet<String> =
+                        r.into_inner().online.into_iter().collect();
+                    *CACHE.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((std::time::Instant::now(), online.clone()));
+                    online
+                }
                 Err(_) => all(),
             }
         }

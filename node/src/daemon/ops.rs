@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::state::StateHandle;
 
@@ -33,6 +33,93 @@ const OPERATION_DEADLINE: Duration = Duration::from_secs(600);
 pub struct Operations {
     ops: Arc<Mutex<HashMap<String, watch::Sender<pb::Operation>>>>,
     next: Arc<AtomicU64>,
+    waiters: Arc<Mutex<Waiters>>,
+}
+
+/// Operations waiting for an instance to change, by instance name. One dispatcher task
+/// reads which records each applied batch touched and wakes only the operations on those
+/// instances: ten thousand launches in flight must not each re-check the state on every
+/// write.
+#[derive(Default)]
+struct Waiters {
+    by_name: HashMap<String, Vec<(u64, Arc<Notify>)>>,
+    next: u64,
+    dispatching: bool,
+}
+
+/// A registration in [`Waiters`]; unregisters itself when dropped.
+struct Waiting {
+    waiters: Arc<Mutex<Waiters>>,
+    name: String,
+    id: u64,
+    notify: Arc<Notify>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = w.by_name.get_mut(&self.name) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                w.by_name.remove(&self.name);
+            }
+        }
+    }
+}
+
+impl Operations {
+    /// Registers interest in changes to instance `name` (starting the dispatcher on first
+    /// use).
+    fn wait_for_changes(&self, state: &StateHandle, name: &str) -> Waiting {
+        let notify = Arc::new(Notify::new());
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        w.next += 1;
+        let id = w.next;
+        w.by_name
+            .entry(name.to_string())
+            .or_default()
+            .push((id, notify.clone()));
+        if !w.dispatching {
+            w.dispatching = true;
+            tokio::spawn(dispatch(self.waiters.clone(), state.clone()));
+        }
+        Waiting {
+            waiters: self.waiters.clone(),
+            name: name.to_string(),
+            id,
+            notify,
+        }
+    }
+}
+
+/// Wakes the waiters of every instance a batch touched (all of them when the change log
+/// cannot tell, e.g. after a snapshot or on an agent).
+async fn dispatch(waiters: Arc<Mutex<Waiters>>, state: StateHandle) {
+    let shared = state.node().shared.clone();
+    let mut rx = shared.subscribe();
+    let mut seen = shared.revision();
+    while rx.changed().await.is_ok() {
+        let changes = shared.changes_since(seen);
+        let w = waiters.lock().unwrap_or_else(|p| p.into_inner());
+        match changes {
+            Some((upto, keys)) => {
+                seen = upto;
+                for key in keys {
+                    if let shoal_raft::model::StateKey::Instance(n) = key {
+                        for (_, notify) in w.by_name.get(&n).into_iter().flatten() {
+                            notify.notify_one();
+                        }
+                    }
+                }
+            }
+            None => {
+                seen = shared.revision();
+                for (_, notify) in w.by_name.values().flatten() {
+                    notify.notify_one();
+                }
+            }
+        }
+    }
 }
 
 /// Handle to update one operation.
@@ -172,7 +259,7 @@ pub fn track_instance(
     goal: Goal,
 ) {
     tokio::spawn(async move {
-        let mut rx = state.subscribe();
+        let waiting = op.ops.wait_for_changes(&state, name.as_str());
         let deadline = tokio::time::Instant::now() + OPERATION_DEADLINE;
         loop {
             match state.read(|s| check(s, &name, revision, goal)) {
@@ -180,15 +267,14 @@ pub fn track_instance(
                 Check::Failed(m) => return op.fail(&m),
                 Check::Waiting(m) => op.progress(&m),
             }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return op.fail("the daemon is shutting down"),
-                Err(_) => {
-                    return op.fail(&format!(
-                        "timed out after {}s waiting for {name}",
-                        OPERATION_DEADLINE.as_secs()
-                    ))
-                }
+            if tokio::time::timeout_at(deadline, waiting.notify.notified())
+                .await
+                .is_err()
+            {
+                return op.fail(&format!(
+                    "timed out after {}s waiting for {name}",
+                    OPERATION_DEADLINE.as_secs()
+                ));
             }
         }
     });

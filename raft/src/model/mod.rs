@@ -10,6 +10,7 @@ mod error;
 mod keys;
 mod names;
 mod state;
+mod view;
 
 pub use apply::apply;
 pub use command::{Command, CommandResult};
@@ -17,6 +18,7 @@ pub use config::{parse_bytes, InstanceConfig, KNOWN_KEYS};
 pub use error::{ConfigError, ModelError};
 pub use keys::{touched, StateKey};
 pub use names::InstanceName;
+pub use view::{view_for, ViewDelta};
 pub use state::{
     CaRecord, Capacity, ClusterState, DesiredState, GroupPolicy, Identity, Image, Instance,
     InstanceStatus, Member, ObservedState, PlacementGroup, SchedulerConfig, Strategy, Token,

@@ -4,4 +4,5 @@ pub mod failover;
 pub mod moves;
 pub mod raft;
 pub mod runtime;
+pub mod schedule;
 pub mod stats;

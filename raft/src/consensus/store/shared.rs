@@ -11,11 +11,25 @@
 
 use openraft::{LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokio::sync::watch;
 
 use crate::consensus::types::{MemberNode, NodeId};
-use crate::model::ClusterState;
+use crate::model::{ClusterState, StateKey};
+
+/// How many applied batches the change log remembers (a watcher further behind gets the
+/// whole view again).
+const CHANGE_LOG_BATCHES: usize = 8192;
+
+/// The records each recent batch touched, so a watcher can send only what changed.
+#[derive(Debug, Default)]
+struct ChangeLog {
+    /// Changes after this revision are all in `batches`.
+    floor: u64,
+    /// (revision after the batch, records it may have touched), oldest first.
+    batches: VecDeque<(u64, Vec<StateKey>)>,
+}
 
 /// What the state machine holds: the state, and where in the log it stands. Also the
 /// content of a snapshot.
@@ -29,6 +43,7 @@ pub(crate) struct Applied {
 struct Inner {
     applied: RwLock<Applied>,
     revision: watch::Sender<u64>,
+    changes: Mutex<ChangeLog>,
 }
 
 /// A read handle on the applied cluster state. Cheap to clone.
@@ -48,12 +63,64 @@ impl std::fmt::Debug for SharedState {
 impl SharedState {
     pub(crate) fn new(applied: Applied) -> Self {
         let (revision, _) = watch::channel(applied.state.revision);
+        let changes = Mutex::new(ChangeLog {
+            floor: applied.state.revision,
+            batches: VecDeque::new(),
+        });
         Self {
             inner: Arc::new(Inner {
                 applied: RwLock::new(applied),
                 revision,
+                changes,
             }),
         }
+    }
+
+    /// Notes that the batch which brought the state to `revision` touched `keys`.
+    pub(crate) fn record_changes(&self, revision: u64, keys: impl IntoIterator<Item = StateKey>) {
+        let mut log = self.changes();
+        log.batches
+            .push_back((revision, keys.into_iter().collect()));
+        while log.batches.len() > CHANGE_LOG_BATCHES {
+            if let Some((rev, _)) = log.batches.pop_front() {
+                log.floor = rev;
+            }
+        }
+    }
+
+    /// Forgets the change history: the state was replaced as a whole (a snapshot or a
+    /// view was installed), so only whole views can be sent from before `revision`.
+    pub(crate) fn reset_changes(&self, revision: u64) {
+        let mut log = self.changes();
+        log.floor = revision;
+        log.batches.clear();
+    }
+
+    /// The records that may have changed after revision `since`, and the revision up to
+    /// which they are known; `None` when the log no longer reaches back that far (send the
+    /// whole view then). The state itself may already be newer than that revision: read
+    /// the records' current values and report the returned revision.
+    pub fn changes_since(&self, since: u64) -> Option<(u64, BTreeSet<StateKey>)> {
+        let log = self.changes();
+        if since < log.floor {
+            return None;
+        }
+        let upto = log.batches.back().map_or(log.floor, |b| b.0).max(since);
+        let mut keys = BTreeSet::new();
+        for (rev, touched) in log.batches.iter().rev() {
+            if *rev <= since {
+                break;
+            }
+            keys.extend(touched.iter().cloned());
+        }
+        Some((upto, keys))
+    }
+
+    fn changes(&self) -> std::sync::MutexGuard<'_, ChangeLog> {
+        self.inner
+            .changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `f` on the current state. It holds a read lock, which delays the next apply:
@@ -98,7 +165,17 @@ impl SharedState {
     /// Replaces the state with a view received from a member that holds a replica (on an
     /// agent, which runs no Raft replica of its own and never applies log entries).
     pub fn install_view(&self, state: ClusterState) {
+        let revision = state.revision;
         self.update(|a| a.state = state);
+        self.reset_changes(revision);
+        self.publish();
+    }
+
+    /// Changes the view in place (an agent applying a delta from the member it follows).
+    pub fn update_view(&self, f: impl FnOnce(&mut ClusterState)) {
+        self.update(|a| f(&mut a.state));
+        let revision = self.revision();
+        self.reset_changes(revision);
         self.publish();
     }
 
@@ -110,5 +187,49 @@ impl SharedState {
             *r = revision;
             changed
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared_at(revision: u64) -> SharedState {
+        let mut applied = Applied::default();
+        applied.state.revision = revision;
+        SharedState::new(applied)
+    }
+
+    #[test]
+    fn changes_since_unions_later_batches_only() {
+        let s = shared_at(10);
+        s.record_changes(11, [StateKey::Member("a".into())]);
+        s.record_changes(12, []);
+        s.record_changes(13, [StateKey::Instance("x".into())]);
+        let (upto, keys) = s.changes_since(11).unwrap();
+        assert_eq!(upto, 13);
+        assert_eq!(keys, BTreeSet::from([StateKey::Instance("x".into())]));
+        let (upto, keys) = s.changes_since(10).unwrap();
+        assert_eq!((upto, keys.len()), (13, 2));
+        // Nothing new past the last batch; asked from beyond it, the answer is "nothing".
+        assert_eq!(s.changes_since(13).unwrap(), (13, BTreeSet::new()));
+        assert_eq!(s.changes_since(20).unwrap(), (20, BTreeSet::new()));
+    }
+
+    #[test]
+    fn history_before_the_floor_or_a_whole_install_needs_a_whole_view() {
+        let s = shared_at(10);
+        assert!(s.changes_since(9).is_none());
+        for rev in 11..11 + CHANGE_LOG_BATCHES as u64 + 5 {
+            s.record_changes(rev, [StateKey::Scheduler]);
+        }
+        assert!(
+            s.changes_since(11).is_none(),
+            "the oldest batches were dropped"
+        );
+        assert!(s.changes_since(20).is_some());
+        s.reset_changes(500);
+        assert!(s.changes_since(499).is_none());
+        assert_eq!(s.changes_since(500).unwrap().1.len(), 0);
     }
 }

@@ -149,6 +149,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .applied(|applied| records::changes(applied, &keys))
             .raft(Op::WriteStateMachine)?;
         self.trees.commit(&batches).raft(Op::WriteStateMachine)?;
+        self.shared
+            .record_changes(self.shared.revision(), keys.into_iter());
         self.shared.publish();
         Ok(responses)
     }
@@ -189,7 +191,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         records::rewrite(&self.trees, &applied).raft(Op::WriteSnapshot)?;
         self.trees.flush().await.raft(Op::WriteSnapshot)?;
 
+        let revision = applied.state.revision;
         self.shared.update(|a| *a = applied);
+        self.shared.reset_changes(revision);
         self.shared.publish();
         tracing::info!(revision = self.shared.revision(), "installed a snapshot");
         Ok(())
