@@ -123,12 +123,41 @@ fn tls_config(sel: &SelectedRemote) -> Result<ClientTlsConfig> {
     let r = &sel.remote;
     let ca = read_pem(&r.ca, "CA certificate")?;
     let cert = read_pem(&r.cert, "client certificate")?;
+    check_validity(&cert, &r.cert, &sel.name)?;
     let key = read_pem(&r.key, "client key")?;
     Ok(ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca))
         .identity(Identity::from_pem(cert, key))
         .domain_name(r.server_name.clone())
         .timeout(CONNECT_TIMEOUT))
+}
+
+/// Refuses a client certificate outside its validity period with a message that says what
+/// to do, rather than leaving the member to refuse it in the TLS handshake.
+fn check_validity(pem: &[u8], path: &std::path::Path, remote: &str) -> Result<()> {
+    let Ok((_, p)) = x509_parser::pem::parse_x509_pem(pem) else {
+        return Ok(());
+    };
+    let Ok(cert) = p.parse_x509() else {
+        return Ok(());
+    };
+    let v = cert.validity();
+    let now = x509_parser::time::ASN1Time::now();
+    if v.not_after < now {
+        bail!(
+            "the client certificate {} of remote {remote:?} expired on {}: ask an admin of the cluster for a new one (`shoal cluster trust add NAME` there), then enrol again with `shoal remote add REMOTE ADDRESS --token TOKEN`",
+            path.display(),
+            crate::output::rfc3339_ms(v.not_after.timestamp() * 1000).unwrap_or_default()
+        );
+    }
+    if now < v.not_before {
+        bail!(
+            "the client certificate {} of remote {remote:?} is not valid before {}: check this machine's clock",
+            path.display(),
+            crate::output::rfc3339_ms(v.not_before.timestamp() * 1000).unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 fn read_pem(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
@@ -206,5 +235,23 @@ mod tests {
         std::fs::write(dir.path().join("ca.crt"), "not pem").unwrap();
         let err = tls_config(&sel).unwrap_err().to_string();
         assert!(err.contains("is not a PEM file"), "{err}");
+    }
+
+    #[test]
+    fn an_expired_client_certificate_is_named_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["x".into()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 2);
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.path().join("ca.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("c.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("c.key"), key.serialize_pem()).unwrap();
+        let err = tls_config(&remote(dir.path())).unwrap_err().to_string();
+        assert!(
+            err.contains("expired on 2021-01-02") && err.contains("shoal cluster trust add"),
+            "{err}"
+        );
     }
 }

@@ -80,7 +80,9 @@ pub(crate) fn transport_failure(chain: &str, remote: &str, address: &str) -> Str
     .any(|w| lower.contains(w));
     // With TLS 1.3 a refused client certificate shows after the handshake,
     // as an alert or as the connection closing under the first request.
-    let hint = if looks_like_tls(detail) {
+    let hint = if lower.contains("certificateexpired") || lower.contains("certificate expired") {
+        ": the member refused the client certificate as expired; ask an admin for a new one (`shoal cluster trust add`, then `shoal remote add --token`)".to_string()
+    } else if looks_like_tls(detail) {
         format!(": the member may have refused the client certificate; {TLS_HINT}")
     } else if closed {
         format!(": the member closed the connection; it may have stopped or refused the client certificate ({TLS_HINT})")
@@ -113,6 +115,10 @@ pub(crate) fn describe(
                 "cluster unavailable: {} (remote {remote:?}: asked {address}; addresses tried: {tried})",
                 or_code(&msg)
             )
+        }
+        // A revoked certificate: the server's message says what to do, no role is at fault.
+        Code::PermissionDenied if msg.contains("was revoked") => {
+            prefixed("permission denied", &msg)
         }
         Code::PermissionDenied => format!("{}: {ROLE_HINT}", prefixed("permission denied", &msg)),
         Code::Unauthenticated => format!(
@@ -202,6 +208,24 @@ mod tests {
         assert_eq!(
             m,
             "cluster unavailable: no leader (remote \"local\": asked 10.0.0.1:8443; addresses tried: 10.0.0.9:8443, 10.0.0.1:8443)"
+        );
+    }
+
+    #[test]
+    fn revoked_and_expired_certificates_say_what_to_do() {
+        let m = d(
+            Code::PermissionDenied,
+            "client certificate 'alice' (fingerprint ab) was revoked; ask an admin",
+        );
+        assert!(
+            m.starts_with("permission denied: client certificate 'alice'"),
+            "{m}"
+        );
+        assert!(!m.contains(ROLE_HINT), "{m}");
+        let m = transport_failure("received fatal alert: CertificateExpired", "r", "a:1");
+        assert!(
+            m.contains("refused the client certificate as expired"),
+            "{m}"
         );
     }
 

@@ -1,4 +1,4 @@
-//! Cluster commands: `shoal cluster list|show|add|remove|trust add`.
+//! Cluster commands: `shoal cluster list|show|add|remove|trust add|list|remove`.
 //!
 //! `add` and `trust add` print the token alone on stdout, so that
 //! `token=$(shoal cluster add b)` works; what to do with it goes to stderr,
@@ -12,17 +12,18 @@ use std::path::Path;
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use shoal_proto::api::{
-    CreateTokenRequest, CreateTokenResponse, ListMembersRequest, RemoveMemberRequest,
-    ShowClusterRequest,
+    CreateTokenRequest, CreateTokenResponse, ListMembersRequest, ListTrustRequest,
+    RemoveMemberRequest, RevokeTrustRequest, ShowClusterRequest,
 };
 
 use crate::config_edit::learn_addresses;
 use crate::connect::Connection;
 use crate::duration::parse_ttl;
 use crate::error::status_error;
-use crate::output::{print, render_list, render_one, rfc3339_ms, DetailFormat, Format};
+use crate::output::{print, render_list, render_one, rfc3339_ms, warn_stale, DetailFormat, Format};
 use crate::view::cluster::{self, ClusterView};
 use crate::view::member::{self, MemberView};
+use crate::view::trust::{self, TrustView};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum ClusterCommand {
@@ -80,6 +81,20 @@ pub(crate) enum TrustCommand {
         /// Role of the client's certificate
         #[arg(long, value_enum, default_value_t)]
         role: Role,
+    },
+    /// List the clients the cluster trusts, has revoked, or holds a pending token for
+    #[command(alias = "ls")]
+    List {
+        /// Output format
+        #[arg(short = 'f', long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Revoke a client: every member refuses its certificate from now on (a pending token
+    /// for it is cancelled)
+    #[command(alias = "rm", alias = "revoke")]
+    Remove {
+        /// Client name, as `shoal cluster trust list` shows it
+        name: String,
     },
 }
 
@@ -154,6 +169,38 @@ pub(crate) async fn run(conn: &Connection, config: &Path, cmd: ClusterCommand) -
             ),
                 &resp,
             );
+            Ok(())
+        }
+        ClusterCommand::Trust(TrustCommand::List { format }) => {
+            let resp = conn
+                .cluster()
+                .list_trust(ListTrustRequest {})
+                .await
+                .map_err(|s| status_error(s, conn))?;
+            warn_stale(&resp);
+            let views: Vec<TrustView> = resp
+                .into_inner()
+                .clients
+                .into_iter()
+                .map(TrustView::from)
+                .collect();
+            print(&render_list(format, &views, trust::table)?)
+        }
+        ClusterCommand::Trust(TrustCommand::Remove { name }) => {
+            let resp = conn
+                .cluster()
+                .revoke_trust(RevokeTrustRequest { name: name.clone() })
+                .await
+                .map_err(|s| status_error(s, conn))?
+                .into_inner();
+            if resp.fingerprint.is_empty() {
+                eprintln!("cancelled the pending token for client '{name}'");
+            } else {
+                eprintln!(
+                    "revoked client '{name}' (certificate fingerprint {}): every member refuses it now",
+                    resp.fingerprint
+                );
+            }
             Ok(())
         }
         ClusterCommand::Remove { name, force } => {

@@ -10,3 +10,4 @@ pub(crate) mod image;
 pub(crate) mod instance;
 pub(crate) mod member;
 pub(crate) mod remote;
+pub(crate) mod trust;

@@ -442,6 +442,8 @@ impl pb::cluster_server::Cluster for ClusterService {
                     role: role.as_str().into(),
                     fingerprint,
                     created_at_ms: now_ms(),
+                    revoked_at_ms: None,
+                    revoked: Default::default(),
                 },
             })
             .await
@@ -461,4 +463,88 @@ impl pb::cluster_server::Cluster for ClusterService {
             role: role.as_str().into(),
         }))
     }
+
+    async fn list_trust(
+        &self,
+        req: Request<pb::ListTrustRequest>,
+    ) -> Result<Response<pb::ListTrustResponse>, Status> {
+        let caller = require(&req, Role::Admin, "list trusted clients")?;
+        let node = self.ctx.state.node();
+        // An agent's view holds revocations only: the members know the whole list.
+        if node.is_agent() {
+            let mut client = self
+                .leader_client()
+                .ok_or_else(|| Status::unavailable("no leader reachable to list the clients"))?;
+            return client
+                .list_trust(forwarded(pb::ListTrustRequest {}, &caller))
+                .await;
+        }
+        Ok(self.ctx.state.current(trusted_clients).await)
+    }
+
+    async fn revoke_trust(
+        &self,
+        req: Request<pb::RevokeTrustRequest>,
+    ) -> Result<Response<pb::RevokeTrustResponse>, Status> {
+        let caller = require(&req, Role::Admin, "revoke clients")?;
+        let name = req.into_inner().name;
+        if name.is_empty() {
+            return Err(Status::invalid_argument(
+                "name the client to revoke (see `shoal cluster trust list`)",
+            ));
+        }
+        let fingerprint = self.ctx.state.read(|s| {
+            s.identities
+                .get(&name)
+                .filter(|i| i.trusted())
+                .map(|i| i.fingerprint.clone())
+                .unwrap_or_default()
+        });
+        self.ctx
+            .state
+            .submit(Command::RevokeIdentity {
+                name: name.clone(),
+                now_ms: now_ms(),
+            })
+            .await?;
+        tracing::info!(client = %name, %fingerprint, by = %caller.name, "client revoked");
+        Ok(Response::new(pb::RevokeTrustResponse { fingerprint }))
+    }
+}
+
+/// Every client identity (trusted or revoked) and every pending client token, by name.
+fn trusted_clients(s: &shoal_raft::ClusterState) -> pb::ListTrustResponse {
+    let mut clients: Vec<pb::TrustedClient> = s
+        .identities
+        .values()
+        .map(|i| pb::TrustedClient {
+            name: i.name.clone(),
+            role: i.role.clone(),
+            status: if i.trusted() { "trusted" } else { "revoked" }.into(),
+            fingerprint: i.fingerprint.clone(),
+            created_at_ms: i.created_at_ms,
+            revoked_at_ms: i.revoked_at_ms.unwrap_or(0),
+            expires_at_ms: 0,
+            revoked_certificates: i.revoked.len() as u32,
+        })
+        .collect();
+    for t in s.tokens.values() {
+        if let TokenKind::Client { role } = &t.kind {
+            clients.retain(|c| c.name != t.name);
+            clients.push(pb::TrustedClient {
+                name: t.name.clone(),
+                role: role.clone(),
+                status: "pending".into(),
+                created_at_ms: t.created_at_ms,
+                expires_at_ms: t.expires_at_ms,
+                revoked_certificates: s
+                    .identities
+                    .get(&t.name)
+                    .map_or(0, |i| i.revoked.len() as u32),
+                ..Default::default()
+            });
+        }
+    }
+    clients.sort_by(|a, b| a.name.cmp(&b.name));
+    pb::ListTrustResponse { clients }
 }

@@ -43,11 +43,14 @@ fn model_code(e: &ModelError) -> Code {
         ModelError::InstanceExists(_)
         | ModelError::ImageExists(_)
         | ModelError::MemberExists(_)
+        | ModelError::IdentityExists(_)
         | ModelError::AlreadyBootstrapped => Code::AlreadyExists,
         ModelError::TokenRefused(_) => Code::PermissionDenied,
         ModelError::InstanceNotFound(_)
         | ModelError::ImageNotFound(_)
-        | ModelError::MemberNotFound(_) => Code::NotFound,
+        | ModelError::MemberNotFound(_)
+        | ModelError::IdentityNotFound(_) => Code::NotFound,
+        ModelError::IdentityRevoked(_) => Code::FailedPrecondition,
         ModelError::ImageInUse { .. } | ModelError::WrongState { .. } => Code::FailedPrecondition,
         ModelError::VersionConflict { .. } | ModelError::StalePlacement { .. } => Code::Aborted,
     }

@@ -252,6 +252,9 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     let server = Server::builder()
         .tls_config(tls_config)
         .context("configuring TLS")?
+        .layer(tonic::service::InterceptorLayer::new(
+            super::auth::refuse_revoked(state.clone()),
+        ))
         .add_service(pb::instances_server::InstancesServer::new(instances))
         .add_service(pb::images_server::ImagesServer::new(ImagesService {
             ctx: ctx.clone(),

@@ -100,6 +100,7 @@ fn apply_command(
         | Command::CreateToken { .. }
         | Command::Join { .. }
         | Command::Enroll { .. }
+        | Command::RevokeIdentity { .. }
         | Command::RemoveMember { .. } => super::apply_cluster::apply_cluster(state, cmd),
         Command::AddImage {
             image,

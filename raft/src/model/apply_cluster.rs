@@ -34,6 +34,11 @@ fn consume(
     Ok(token.clone())
 }
 
+/// Whether a client named `name` holds a trusted (enrolled, not revoked) identity.
+fn trusted(state: &ClusterState, name: &str) -> bool {
+    state.identities.get(name).is_some_and(|i| i.trusted())
+}
+
 /// Applies the cluster-administration commands.
 pub(crate) fn apply_cluster(
     state: &mut ClusterState,
@@ -51,12 +56,14 @@ pub(crate) fn apply_cluster(
             Ok(CommandResult::Done)
         }
         Command::CreateToken { token } => {
-            let exists = match token.kind {
-                TokenKind::Member => state.members.contains_key(&token.name),
-                TokenKind::Client { .. } => state.identities.contains_key(&token.name),
-            };
-            if exists {
-                return Err(ModelError::MemberExists(token.name.clone()));
+            match token.kind {
+                TokenKind::Member if state.members.contains_key(&token.name) => {
+                    return Err(ModelError::MemberExists(token.name.clone()));
+                }
+                TokenKind::Client { .. } if trusted(state, &token.name) => {
+                    return Err(ModelError::IdentityExists(token.name.clone()));
+                }
+                _ => {}
             }
             state.tokens.insert(token.name.clone(), token.clone());
             Ok(CommandResult::Done)
@@ -95,12 +102,46 @@ pub(crate) fn apply_cluster(
                     token.name, identity.name
                 )));
             }
+            if trusted(state, &identity.name) {
+                return Err(ModelError::IdentityExists(identity.name.clone()));
+            }
             let mut id = identity.clone();
             if let TokenKind::Client { role } = &token.kind {
                 id.role = role.clone();
             }
+            // A name enrolled again keeps the certificates revoked before.
+            id.revoked_at_ms = None;
+            id.revoked = state
+                .identities
+                .get(&id.name)
+                .map(|old| old.revoked.clone())
+                .unwrap_or_default();
             state.tokens.remove(&token.name);
             state.identities.insert(id.name.clone(), id);
+            Ok(CommandResult::Done)
+        }
+        Command::RevokeIdentity { name, now_ms } => {
+            let pending = state
+                .tokens
+                .get(name)
+                .is_some_and(|t| matches!(t.kind, TokenKind::Client { .. }));
+            match state.identities.get(name) {
+                Some(id) if !id.trusted() && !pending => {
+                    return Err(ModelError::IdentityRevoked(name.clone()))
+                }
+                None if !pending => return Err(ModelError::IdentityNotFound(name.clone())),
+                _ => {}
+            }
+            if pending {
+                state.tokens.remove(name);
+            }
+            if let Some(id) = state.identities.get_mut(name) {
+                if id.revoked_at_ms.is_none() {
+                    id.revoked_at_ms = Some(*now_ms);
+                    let fp = id.fingerprint.to_ascii_lowercase();
+                    id.revoked.insert(fp);
+                }
+            }
             Ok(CommandResult::Done)
         }
         Command::RemoveMember { name } => {
@@ -216,6 +257,8 @@ mod tests {
                 role: "admin".into(),
                 fingerprint: "f".into(),
                 created_at_ms: 1,
+                revoked_at_ms: None,
+                revoked: Default::default(),
             },
         };
         apply_cluster(&mut s, &enroll).unwrap();
@@ -223,5 +266,104 @@ mod tests {
             s.identities["alice"].role, "viewer",
             "the token decides the role"
         );
+    }
+
+    fn enroll(hash: &str, name: &str, fingerprint: &str) -> Command {
+        Command::Enroll {
+            secret_hash: hash.into(),
+            now_ms: 1,
+            identity: crate::model::state::Identity {
+                name: name.into(),
+                role: String::new(),
+                fingerprint: fingerprint.into(),
+                created_at_ms: 1,
+                revoked_at_ms: None,
+                revoked: Default::default(),
+            },
+        }
+    }
+
+    fn client(role: &str) -> TokenKind {
+        TokenKind::Client { role: role.into() }
+    }
+
+    fn revoke(name: &str, now_ms: i64) -> Command {
+        Command::RevokeIdentity {
+            name: name.into(),
+            now_ms,
+        }
+    }
+
+    #[test]
+    fn a_revoked_certificate_stays_refused_even_after_a_new_enrolment() {
+        let mut s = boot();
+        apply_cluster(&mut s, &token("alice", "h1", 100, client("operator"))).unwrap();
+        apply_cluster(&mut s, &enroll("h1", "alice", "f1")).unwrap();
+        assert!(s.identities["alice"].trusted());
+        assert!(s.revocation("alice", "f1").is_none());
+        // A trusted client gets no second token, and cannot be enrolled over.
+        let again = apply_cluster(&mut s, &token("alice", "h2", 100, client("admin")));
+        assert_eq!(again, Err(ModelError::IdentityExists("alice".into())));
+
+        apply_cluster(&mut s, &revoke("alice", 7)).unwrap();
+        let id = &s.identities["alice"];
+        assert!(!id.trusted() && id.revoked_at_ms == Some(7));
+        assert_eq!(
+            s.revocation("alice", "F1").map(|i| i.name.as_str()),
+            Some("alice")
+        );
+        assert!(
+            s.revocation("bob", "f1").is_none(),
+            "revocations are per name"
+        );
+        assert_eq!(
+            apply_cluster(&mut s, &revoke("alice", 8)),
+            Err(ModelError::IdentityRevoked("alice".into()))
+        );
+        assert_eq!(
+            apply_cluster(&mut s, &revoke("nobody", 8)),
+            Err(ModelError::IdentityNotFound("nobody".into()))
+        );
+
+        // A new certificate for the same name: trusted, the old one still refused.
+        apply_cluster(&mut s, &token("alice", "h3", 100, client("viewer"))).unwrap();
+        apply_cluster(&mut s, &enroll("h3", "alice", "f2")).unwrap();
+        let id = &s.identities["alice"];
+        assert!(id.trusted() && id.role == "viewer" && id.revoked_at_ms.is_none());
+        assert!(s.revocation("alice", "f1").is_some());
+        assert!(s.revocation("alice", "f2").is_none());
+        apply_cluster(&mut s, &revoke("alice", 9)).unwrap();
+        assert!(s.revocation("alice", "f1").is_some() && s.revocation("alice", "f2").is_some());
+    }
+
+    #[test]
+    fn revoking_a_pending_client_cancels_its_token() {
+        let mut s = boot();
+        apply_cluster(&mut s, &token("bob", "h1", 100, client("viewer"))).unwrap();
+        apply_cluster(&mut s, &revoke("bob", 2)).unwrap();
+        assert!(s.tokens.is_empty() && s.identities.is_empty());
+        let err = apply_cluster(&mut s, &enroll("h1", "bob", "f")).unwrap_err();
+        assert!(err.to_string().contains("already used, revoked"), "{err}");
+        // A member's join token is not a client's: revoking its name does not cancel it.
+        apply_cluster(&mut s, &token("c", "h2", 100, TokenKind::Member)).unwrap();
+        assert_eq!(
+            apply_cluster(&mut s, &revoke("c", 3)),
+            Err(ModelError::IdentityNotFound("c".into()))
+        );
+        assert!(s.tokens.contains_key("c"));
+    }
+
+    #[test]
+    fn one_token_enrols_once_when_two_use_it_at_once() {
+        // Two enrolments with one token race to the log: the first applied wins, the
+        // second is refused and changes nothing.
+        let mut s = boot();
+        apply_cluster(&mut s, &token("carol", "h", 100, client("viewer"))).unwrap();
+        apply_cluster(&mut s, &enroll("h", "carol", "first")).unwrap();
+        let before = s.clone();
+        let err = apply_cluster(&mut s, &enroll("h", "carol", "second")).unwrap_err();
+        assert!(matches!(err, ModelError::TokenRefused(_)), "{err}");
+        assert_eq!(s, before);
+        assert_eq!(s.identities["carol"].fingerprint, "first");
     }
 }

@@ -30,6 +30,10 @@ pub enum Command {
         now_ms: i64,
         identity: Identity,
     },
+    /// Revokes the client identity `name`: its current certificate is refused from now on
+    /// (the identity is kept, marked revoked, so that the refusal is replicated), and a
+    /// client token still outstanding for that name is cancelled.
+    RevokeIdentity { name: String, now_ms: i64 },
     /// Removes a member from the cluster record.
     RemoveMember { name: String },
     /// Adds an image (or, if known, records another host holding it) and sets aliases.

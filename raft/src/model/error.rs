@@ -56,6 +56,16 @@ pub enum ModelError {
     },
     #[error("token refused: {0}")]
     TokenRefused(String),
+    #[error(
+        "no client named '{0}' is trusted or has a pending token (see `shoal cluster trust list`)"
+    )]
+    IdentityNotFound(String),
+    #[error("client '{0}' is already revoked")]
+    IdentityRevoked(String),
+    #[error(
+        "client '{0}' is already trusted: revoke it first with `shoal cluster trust remove {0}`"
+    )]
+    IdentityExists(String),
     #[error("member '{0}' already exists")]
     MemberExists(String),
     #[error("the cluster is already bootstrapped")]

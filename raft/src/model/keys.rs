@@ -72,6 +72,12 @@ pub fn touched(state: &ClusterState, cmd: &Command) -> Vec<StateKey> {
             keys.push(StateKey::Identity(identity.name.clone()));
             keys
         }
+        Command::RevokeIdentity { name, .. } => {
+            vec![
+                StateKey::Identity(name.clone()),
+                StateKey::Token(name.clone()),
+            ]
+        }
         Command::AddImage { image, aliases, .. } => {
             let mut keys = vec![StateKey::Image(image.fingerprint.clone())];
             keys.extend(aliases.iter().cloned().map(StateKey::Alias));
@@ -184,6 +190,8 @@ mod tests {
             role: String::new(),
             fingerprint: "ff".into(),
             created_at_ms: 1,
+            revoked_at_ms: None,
+            revoked: Default::default(),
         }
     }
 
@@ -268,6 +276,25 @@ mod tests {
             enroll("h2", "d"),
             enroll("h3", "alice"),
             enroll("h3", "alice"),
+            token(
+                "bob",
+                "h4",
+                TokenKind::Client {
+                    role: "viewer".into(),
+                },
+            ),
+            Command::RevokeIdentity {
+                name: "alice".into(),
+                now_ms: 6,
+            },
+            Command::RevokeIdentity {
+                name: "bob".into(),
+                now_ms: 6,
+            },
+            Command::RevokeIdentity {
+                name: "nobody".into(),
+                now_ms: 6,
+            },
             Command::RemoveMember { name: "d".into() },
             Command::RemoveMember { name: "c".into() },
             Command::RemoveMember { name: "c".into() },

@@ -126,6 +126,27 @@ pub struct Identity {
     /// sha256 of its certificate (DER), hex.
     pub fingerprint: String,
     pub created_at_ms: i64,
+    /// When its current certificate was revoked (`Command::RevokeIdentity`); `None` while
+    /// it is trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at_ms: Option<i64>,
+    /// Fingerprints of every certificate issued to this name that was revoked, the current
+    /// one included once revoked. A name enrolled again keeps the list, so an old
+    /// certificate stays refused.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub revoked: BTreeSet<String>,
+}
+
+impl Identity {
+    /// Whether its current certificate is trusted (not revoked).
+    pub fn trusted(&self) -> bool {
+        self.revoked_at_ms.is_none() && !self.revoked.contains(&self.fingerprint)
+    }
+
+    /// Whether the certificate with `fingerprint` (sha256 of the DER, hex) was revoked.
+    pub fn is_revoked(&self, fingerprint: &str) -> bool {
+        self.revoked.contains(&fingerprint.to_ascii_lowercase())
+    }
 }
 
 /// What a host offers to instances.
@@ -309,6 +330,14 @@ impl ClusterState {
             .filter(|(_, fp)| fp.as_str() == fingerprint)
             .map(|(a, _)| a.clone())
             .collect()
+    }
+
+    /// The enrolled identity named `name` if it revoked the certificate with `fingerprint`
+    /// (sha256 of the DER, hex): every call made with that certificate is refused.
+    pub fn revocation(&self, name: &str, fingerprint: &str) -> Option<&Identity> {
+        self.identities
+            .get(name)
+            .filter(|i| i.is_revoked(fingerprint))
     }
 
     /// Instances placed on `node`.

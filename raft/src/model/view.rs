@@ -1,8 +1,9 @@
 //! What an agent sees of the cluster state, and how it is kept current.
 //!
 //! An agent holds no replica. It follows the part of the state it needs (members, images,
-//! aliases, scheduler options, placement groups, and the instances placed on it; never the
-//! CA key, tokens or identities) from a member that holds one: a whole view first, then
+//! aliases, scheduler options, placement groups, the instances placed on it, and the client
+//! identities that have revoked certificates, which it must refuse too; never the CA key,
+//! tokens or other identities) from a member that holds one: a whole view first, then
 //! only the records that changed (`ViewDelta`), computed from the keys each applied batch
 //! touched. With a thousand agents, a placement then costs one small message to one agent
 //! instead of a re-serialised view to every agent.
@@ -12,7 +13,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::keys::StateKey;
 use super::names::InstanceName;
-use super::state::{ClusterState, Image, Instance, Member, PlacementGroup, SchedulerConfig};
+use super::state::{
+    ClusterState, Identity, Image, Instance, Member, PlacementGroup, SchedulerConfig,
+};
+
+/// The identity `name` if it has revoked certificates (what an agent needs of identities).
+fn revocations_of(state: &ClusterState, name: &str) -> Option<Identity> {
+    state
+        .identities
+        .get(name)
+        .filter(|i| !i.revoked.is_empty())
+        .cloned()
+}
 
 /// The part of `state` the agent `name` needs.
 pub fn view_for(state: &ClusterState, name: &str) -> ClusterState {
@@ -29,6 +41,11 @@ pub fn view_for(state: &ClusterState, name: &str) -> ClusterState {
             .collect(),
         scheduler: state.scheduler.clone(),
         placement_groups: state.placement_groups.clone(),
+        identities: state
+            .identities
+            .keys()
+            .filter_map(|n| Some((n.clone(), revocations_of(state, n)?)))
+            .collect(),
         ..Default::default()
     }
 }
@@ -49,6 +66,9 @@ pub struct ViewDelta {
     pub scheduler: Option<SchedulerConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement_groups: Option<BTreeMap<String, PlacementGroup>>,
+    /// Client identities with revoked certificates.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub identities: BTreeMap<String, Option<Identity>>,
 }
 
 impl ViewDelta {
@@ -58,6 +78,7 @@ impl ViewDelta {
             && self.images.is_empty()
             && self.aliases.is_empty()
             && self.instances.is_empty()
+            && self.identities.is_empty()
             && self.scheduler.is_none()
             && self.placement_groups.is_none()
     }
@@ -107,7 +128,14 @@ impl ViewDelta {
                 StateKey::PlacementGroups => {
                     d.placement_groups = Some(state.placement_groups.clone())
                 }
-                StateKey::Ca | StateKey::Token(_) | StateKey::Identity(_) => {}
+                // Revocations only accumulate (no command forgets one): an identity
+                // without any was never in the agent's view and is not sent.
+                StateKey::Identity(n) => {
+                    if let Some(i) = revocations_of(state, n) {
+                        d.identities.insert(n.clone(), Some(i));
+                    }
+                }
+                StateKey::Ca | StateKey::Token(_) => {}
             }
         }
         d
@@ -128,6 +156,7 @@ impl ViewDelta {
         merge(&mut view.images, self.images);
         merge(&mut view.aliases, self.aliases);
         merge(&mut view.instances, self.instances);
+        merge(&mut view.identities, self.identities);
         if let Some(s) = self.scheduler {
             view.scheduler = s;
         }
