@@ -8,5 +8,11 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("monitor") {
         std::process::exit(shoal_node::runtime::monitor_main(&args[2..]));
     }
-    std::process::exit(shoal_node::daemon::main(args));
+    // Fail points (fault suite only): `FAILPOINTS=name=action;...`, see tests/src/faults.
+    #[cfg(feature = "failpoints")]
+    let failpoints = fail::FailScenario::setup();
+    let code = shoal_node::daemon::main(args);
+    #[cfg(feature = "failpoints")]
+    drop(failpoints);
+    std::process::exit(code);
 }

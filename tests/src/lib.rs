@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod checker;
+pub mod faults;
 pub mod testbed;
 
 pub use testbed::{is_root, CliOutput, Testbed};

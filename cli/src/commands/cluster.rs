@@ -39,6 +39,10 @@ pub(crate) enum ClusterCommand {
         /// Output format
         #[arg(short = 'f', long, value_enum, default_value_t)]
         format: DetailFormat,
+        /// Ask the member the client connects to for its own view (term, leader, applied
+        /// index, state digest) instead of the leader's
+        #[arg(long)]
+        local: bool,
     },
     /// Print a single-use token for a new host to join with
     Add(TokenArgs),
@@ -133,10 +137,10 @@ impl Role {
 pub(crate) async fn run(conn: &Connection, config: &Path, cmd: ClusterCommand) -> Result<()> {
     match cmd {
         ClusterCommand::List { format } => list(conn, config, format).await,
-        ClusterCommand::Show { format } => {
+        ClusterCommand::Show { format, local } => {
             let resp = conn
                 .cluster()
-                .show(ShowClusterRequest {})
+                .show(ShowClusterRequest { local })
                 .await
                 .map_err(|s| status_error(s, conn))?
                 .into_inner();

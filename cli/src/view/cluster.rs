@@ -15,6 +15,9 @@ pub(crate) struct ClusterView {
     pub(crate) last_log_index: u64,
     /// The member that answered.
     pub(crate) answered_by: String,
+    /// The answering member's applied index and the sha256 of its replicated state.
+    pub(crate) applied_index: u64,
+    pub(crate) state_digest: String,
     /// Raft members (voters and stand-bys), by name.
     pub(crate) members: Vec<ProgressView>,
 }
@@ -54,6 +57,8 @@ impl From<ShowClusterResponse> for ClusterView {
             commit_index: r.commit_index,
             last_log_index: r.last_log_index,
             answered_by: r.answered_by,
+            applied_index: r.applied_index,
+            state_digest: r.state_digest,
             members,
         }
     }
@@ -114,6 +119,7 @@ mod tests {
             last_log_index: 121,
             members: vec![p("b", 2, "voter", 119, 2), p("a", 1, "leader", 121, 0)],
             answered_by: "b".into(),
+            ..Default::default()
         })
     }
 

@@ -312,6 +312,8 @@ fn converge_blocking(
     }
     if !present {
         rt.create(&container_config(images, inst)?).map_err(e)?;
+        // Fault suite: the daemon dies between creating a container and starting it.
+        fail::fail_point!("agent-after-create", |_| std::process::abort());
     }
     let st = rt.state(name).map_err(e)?;
     match inst.desired {

@@ -80,6 +80,14 @@ impl ClusterService {
     }
 }
 
+/// This replica's applied index and the sha256 of its state serialised canonically (JSON of
+/// ordered maps; the derived load cache is not part of it), so that members can be compared.
+fn state_digest(s: &shoal_raft::ClusterState) -> (u64, String) {
+    use sha2::Digest;
+    let bytes = serde_json::to_vec(s).unwrap_or_default();
+    (s.revision, hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
 fn forwarded<T>(msg: T, caller: &Caller) -> Request<T> {
     let mut req = Request::new(msg);
     req.set_timeout(Duration::from_secs(5));
@@ -119,11 +127,12 @@ impl pb::cluster_server::Cluster for ClusterService {
         req: Request<pb::ShowClusterRequest>,
     ) -> Result<Response<pb::ShowClusterResponse>, Status> {
         let caller = require(&req, Role::Viewer, "show the cluster")?;
+        let local = req.get_ref().local;
         let node = self.ctx.state.node();
-        if !node.is_leader() {
+        if !node.is_leader() && !local {
             if let Some(mut client) = self.leader_client() {
                 if let Ok(r) = client
-                    .show(forwarded(pb::ShowClusterRequest {}, &caller))
+                    .show(forwarded(pb::ShowClusterRequest::default(), &caller))
                     .await
                 {
                     return Ok(r);
@@ -157,7 +166,14 @@ impl pb::cluster_server::Cluster for ClusterService {
                 })
                 .collect()
         });
-        let leader = node.leader().map(|(_, n)| n.name).unwrap_or_default();
+        // The leader of `m.current_term`, from the same metrics snapshot (a second read
+        // could see a later term and pair it with the wrong leader).
+        let leader = m
+            .current_leader
+            .and_then(|id| m.membership_config.membership().get_node(&id).cloned())
+            .map(|n| n.name)
+            .unwrap_or_default();
+        let (applied_index, state_digest) = self.ctx.state.read(state_digest);
         Ok(Response::new(pb::ShowClusterResponse {
             leader,
             term: m.current_term,
@@ -165,6 +181,8 @@ impl pb::cluster_server::Cluster for ClusterService {
             last_log_index: last,
             members,
             answered_by: node.name.clone(),
+            applied_index,
+            state_digest,
         }))
     }
 

@@ -208,6 +208,8 @@ async fn pull(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("importing the layer: {e}"))?;
+    // Fault suite: the target dies with the layer imported, before the move commits.
+    fail::fail_point!("mover-after-pull", |_| std::process::abort());
     Ok(ipb::PullInstanceReply {
         entries: stats.entries,
         bytes: stats.bytes,

@@ -241,6 +241,8 @@ pub async fn move_instance(
             })
             .await
             .map_err(|e| e.to_string())?;
+        // Fault suite: the orchestrating member dies right after the commit point.
+        fail::fail_point!("orchestrate-after-relocate", |_| std::process::abort());
         Ok::<(u64, u64), String>((first_pass, r.bytes))
     };
     let (first_pass, last_pass) = match attempt.await {

@@ -132,7 +132,7 @@ impl Api {
 pub async fn members_and_leader(ch: Channel) -> Result<(Vec<Member>, String)> {
     let mut c = ClusterClient::new(ch);
     let show = c
-        .show(ShowClusterRequest {})
+        .show(ShowClusterRequest::default())
         .await
         .context("Cluster.Show")?
         .into_inner();
