@@ -6,9 +6,10 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::Raft;
 use shoal_proto::internal as ipb;
 use shoal_raft::consensus::{CommandResponse, MemberNode, NodeId, SharedState, TypeConfig};
-use shoal_raft::Command;
+use shoal_raft::{Command, CommandResult};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -27,7 +28,7 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 pub const OFFLINE_AFTER: Duration = Duration::from_secs(5);
 
 /// Why a command could not be committed.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum SubmitError {
     #[error("no leader could commit the write within {0:?}: a majority of the voters may be down or cut off (the write may still be applied later)")]
     NoQuorum(Duration),
@@ -61,7 +62,21 @@ pub struct ClusterNode {
     renewed_once: std::sync::atomic::AtomicBool,
     /// On an agent: the member whose state it follows, which relays its calls.
     gateway: Mutex<Option<MemberNode>>,
+    /// Writes waiting to be committed together (started on first use).
+    batcher: std::sync::OnceLock<mpsc::UnboundedSender<Pending>>,
 }
+
+/// A write waiting in the batcher, and where its answer goes.
+type Pending = (
+    Command,
+    oneshot::Sender<Result<CommandResponse, SubmitError>>,
+);
+
+/// At most this many commands go into one log entry.
+const MAX_BATCH: usize = 256;
+/// At most this many batches are being committed at once; while they are, new writes
+/// queue up and leave together in the next batch.
+const BATCHES_IN_FLIGHT: usize = 4;
 
 impl ClusterNode {
     /// Wraps a started Raft instance.
@@ -84,6 +99,7 @@ impl ClusterNode {
             leader_revision: std::sync::atomic::AtomicU64::new(0),
             renewed_once: std::sync::atomic::AtomicBool::new(false),
             gateway: Mutex::new(None),
+            batcher: std::sync::OnceLock::new(),
         }
     }
 
@@ -122,8 +138,57 @@ impl ClusterNode {
         self.raft.metrics().borrow().current_leader == Some(self.id)
     }
 
-    /// Commits `cmd`, directly or through the leader, within [`WRITE_TIMEOUT`].
-    pub async fn submit(&self, cmd: Command) -> Result<CommandResponse, SubmitError> {
+    /// Commits `cmd`, directly or through the leader, within [`WRITE_TIMEOUT`]. Writes that
+    /// arrive while earlier ones are being committed are committed together, as one log
+    /// entry (`Command::Batch`), each with its own result: one replication round and one
+    /// fsync for many writes.
+    pub async fn submit(self: &Arc<Self>, cmd: Command) -> Result<CommandResponse, SubmitError> {
+        let queue = self.batcher.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(batch_loop(Arc::downgrade(self), rx));
+            tx
+        });
+        let (tx, rx) = oneshot::channel();
+        queue
+            .send((cmd, tx))
+            .map_err(|_| SubmitError::Raft("the daemon is shutting down".into()))?;
+        rx.await
+            .unwrap_or_else(|_| Err(SubmitError::Raft("the write was dropped".into())))
+    }
+
+    /// Commits a batch of pending writes and answers each.
+    async fn commit_batch(&self, mut batch: Vec<Pending>) {
+        if batch.len() == 1 {
+            let (cmd, tx) = batch.pop().expect("one write");
+            let _ = tx.send(self.submit_now(cmd).await);
+            return;
+        }
+        let (commands, answers): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
+        match self.submit_now(Command::Batch { commands }).await {
+            Ok(CommandResponse {
+                revision,
+                result: Ok(CommandResult::Batch(results)),
+            }) if results.len() == answers.len() => {
+                for (tx, result) in answers.into_iter().zip(results) {
+                    let _ = tx.send(Ok(CommandResponse { revision, result }));
+                }
+            }
+            Ok(other) => {
+                let e = SubmitError::Raft(format!("a batch was answered with {other:?}"));
+                for tx in answers {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+            Err(e) => {
+                for tx in answers {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Commits `cmd` as one log entry, directly or through the leader.
+    async fn submit_now(&self, cmd: Command) -> Result<CommandResponse, SubmitError> {
         let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -333,6 +398,31 @@ impl ClusterNode {
             .map(|t| t.elapsed() < OFFLINE_AFTER)
             .unwrap_or(false);
         seen || grace
+    }
+}
+
+/// Takes writes off the queue: whatever is waiting leaves as one batch as soon as one of
+/// [`BATCHES_IN_FLIGHT`] slots is free.
+async fn batch_loop(node: Weak<ClusterNode>, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let Some(node) = node.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            node.commit_batch(batch).await;
+            drop(slot);
+        });
     }
 }
 

@@ -28,4 +28,6 @@ pub struct Ctx {
     pub placing: Mutex<shoal_raft::scheduler::InFlight>,
     /// Layer manifests of move sessions this host exports, for precopy deltas.
     pub export_sessions: Mutex<HashMap<String, crate::transfer::Manifest>>,
+    /// The agents' watch streams this member serves.
+    pub watchers: super::watch_hub::WatchHub,
 }

@@ -6,7 +6,7 @@
 
 use shoal_proto::internal as ipb;
 use shoal_raft::consensus::MemberNode;
-use shoal_raft::model::view_for;
+use shoal_raft::model::{view_for, StateKey};
 use shoal_raft::{ClusterState, InstanceName, ViewDelta};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,89 +22,98 @@ const COALESCE: Duration = Duration::from_millis(20);
 /// A revision that moved without changing anything the agent sees is sent at most this
 /// often (an agent's read barrier waits for it; a thousand agents must not each get a
 /// message for every write).
-const REVISION_EVERY: Duration = Duration::from_millis(100);
+const REVISION_EVERY: Duration = Duration::from_millis(250);
 
-/// Server side: a whole view first (unless the agent's revision is still within the change
-/// log), then only the records of the agent's view that changed.
+/// Server side: a whole view first (or, when the agent resumes from a revision still in
+/// the change log, what changed since), then only the records of the agent's view that
+/// changed, as the member's watch hub dispatches them.
 pub fn watch(ctx: Arc<Ctx>, req: ipb::WatchRequest) -> BoxStream<ipb::StateView> {
     super::operations::async_stream(move |tx| async move {
         let shared = ctx.state.node().shared.clone();
-        let mut rx = shared.subscribe();
         let name = req.name;
-        // Changes are examined up to `seen`; the agent was told up to `told`.
-        let mut seen = req.from_revision;
-        let mut told = req.from_revision;
+        let reg = ctx.watchers.register(&shared, &name);
         let mut held: BTreeSet<InstanceName> = BTreeSet::new();
-        let mut resumed = req.from_revision > 0;
-        let mut whole = req.from_revision == 0;
+        let whole = |held: &mut BTreeSet<InstanceName>| {
+            let view = shared.read(|s| view_for(s, &name));
+            *held = view.instances.keys().cloned().collect();
+            ipb::StateView {
+                revision: view.revision,
+                state_json: serde_json::to_vec(&view).expect("state serializes"),
+                delta_json: Vec::new(),
+            }
+        };
+        let delta = |held: &mut BTreeSet<InstanceName>, upto: u64, keys: &BTreeSet<StateKey>| {
+            let d = shared.read(|s| ViewDelta::for_agent(s, upto, keys, &name, held));
+            (!d.is_empty()).then(|| ipb::StateView {
+                revision: upto,
+                state_json: Vec::new(),
+                delta_json: serde_json::to_vec(&d).expect("deltas serialize"),
+            })
+        };
+        // The first message.
+        let first = match (req.from_revision, shared.changes_since(req.from_revision)) {
+            (0, _) | (_, None) => Some(whole(&mut held)),
+            (from, Some((upto, keys))) => {
+                // The agent's view may hold any instance among these.
+                held.extend(keys.iter().filter_map(|k| match k {
+                    StateKey::Instance(n) => InstanceName::new(n).ok(),
+                    _ => None,
+                }));
+                delta(&mut held, upto, &keys).or_else(|| {
+                    (upto > from).then(|| ipb::StateView {
+                        revision: upto,
+                        ..Default::default()
+                    })
+                })
+            }
+        };
+        let mut told = req.from_revision;
         let mut last_sent = Instant::now() - REVISION_EVERY;
+        if let Some(msg) = first {
+            told = msg.revision;
+            last_sent = Instant::now();
+            if tx.send(Ok::<_, Status>(msg)).await.is_err() {
+                return;
+            }
+        }
         loop {
-            let mut msg = None;
-            let changes = if whole {
+            // Woken for a change of the view, or, when only the revision is owed, when
+            // its turn comes.
+            let owes_revision = reg.dispatched() > told;
+            if owes_revision {
+                tokio::select! {
+                    _ = reg.notify.notified() => {}
+                    _ = tokio::time::sleep_until(last_sent + REVISION_EVERY) => {}
+                }
+            } else {
+                tokio::select! {
+                    _ = reg.notify.notified() => {}
+                    // Look again now and then: the revision may move without a wake-up.
+                    _ = tokio::time::sleep(REVISION_EVERY) => {}
+                }
+            }
+            tokio::time::sleep(COALESCE).await;
+            let owed = reg.take();
+            let mut msg = if owed.whole {
+                Some(whole(&mut held))
+            } else if owed.keys.is_empty() {
                 None
             } else {
-                shared.changes_since(seen)
+                delta(&mut held, owed.upto, &owed.keys)
             };
-            match changes {
-                None => {
-                    let view = shared.read(|s| view_for(s, &name));
-                    held = view.instances.keys().cloned().collect();
-                    seen = view.revision;
-                    whole = false;
-                    resumed = false;
-                    msg = Some(ipb::StateView {
-                        revision: seen,
-                        state_json: serde_json::to_vec(&view).expect("state serializes"),
-                        delta_json: Vec::new(),
-                    });
-                }
-                Some((upto, keys)) if upto > seen => {
-                    if resumed {
-                        // The agent's own view may hold any of these instances.
-                        held.extend(keys.iter().filter_map(|k| match k {
-                            shoal_raft::model::StateKey::Instance(n) => InstanceName::new(n).ok(),
-                            _ => None,
-                        }));
-                        resumed = false;
-                    }
-                    let delta =
-                        shared.read(|s| ViewDelta::for_agent(s, upto, &keys, &name, &mut held));
-                    seen = upto;
-                    if !delta.is_empty() {
-                        msg = Some(ipb::StateView {
-                            revision: upto,
-                            state_json: Vec::new(),
-                            delta_json: serde_json::to_vec(&delta).expect("deltas serialize"),
-                        });
-                    }
-                }
-                Some(_) => {}
-            }
-            if msg.is_none() && seen > told && last_sent.elapsed() >= REVISION_EVERY {
+            if msg.is_none() && owed.upto > told && last_sent.elapsed() >= REVISION_EVERY {
                 msg = Some(ipb::StateView {
-                    revision: seen,
-                    state_json: Vec::new(),
-                    delta_json: Vec::new(),
+                    revision: owed.upto,
+                    ..Default::default()
                 });
             }
             if let Some(msg) = msg {
-                told = msg.revision;
+                told = told.max(msg.revision);
                 last_sent = Instant::now();
                 if tx.send(Ok::<_, Status>(msg)).await.is_err() {
                     return;
                 }
             }
-            if seen > told {
-                // Only the revision is owed: send it when its turn comes, or with the
-                // next change.
-                tokio::select! {
-                    r = rx.changed() => if r.is_err() { return },
-                    _ = tokio::time::sleep_until(last_sent + REVISION_EVERY) => {}
-                }
-            } else if rx.changed().await.is_err() {
-                return;
-            }
-            tokio::time::sleep(COALESCE).await;
         }
     })
 }

@@ -32,6 +32,7 @@ mod orchestrate;
 mod purge;
 mod server;
 mod state;
+mod watch_hub;
 
 pub use args::DaemonArgs;
 pub use error::ApiError;

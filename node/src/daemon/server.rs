@@ -222,6 +222,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         importing: Default::default(),
         export_sessions: Default::default(),
         placing: Default::default(),
+        watchers: Default::default(),
     });
     let _ = std::fs::remove_dir_all(&ctx.spool_dir);
 
@@ -303,7 +304,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
 /// Creates the cluster on its first member: a one-voter Raft group, then the CA and this
 /// member as the first command.
 async fn bootstrap(
-    node: &ClusterNode,
+    node: &Arc<ClusterNode>,
     args: &DaemonArgs,
     advertise: &str,
     tls: &TlsFiles,

@@ -92,6 +92,9 @@ fn apply_command(
 ) -> Result<CommandResult, ModelError> {
     state.revision = index;
     match cmd {
+        Command::Batch { commands } => Ok(CommandResult::Batch(
+            commands.iter().map(|c| apply(state, index, c)).collect(),
+        )),
         Command::RegisterMember { member } => {
             state.members.insert(member.name.clone(), member.clone());
             Ok(CommandResult::Done)

@@ -122,6 +122,10 @@ pub enum Command {
     CreatePlacementGroup { group: PlacementGroup },
     /// Deletes a placement group that no instance uses.
     DeletePlacementGroup { name: String },
+    /// Several commands in one log entry: writes that arrive together at a member are
+    /// committed as one Raft entry (group commit). Each is applied in turn, as if alone,
+    /// and has its own result; one that fails changes nothing and does not undo the others.
+    Batch { commands: Vec<Command> },
 }
 
 /// What applying a command produced.
@@ -132,4 +136,6 @@ pub enum CommandResult {
     Member(u64),
     Instance(Box<Instance>),
     Image(Box<Image>),
+    /// The result of each command of a `Batch`, in order.
+    Batch(Vec<Result<CommandResult, super::error::ModelError>>),
 }

@@ -108,6 +108,11 @@ pub fn touched(state: &ClusterState, cmd: &Command) -> Vec<StateKey> {
         Command::CreatePlacementGroup { .. } | Command::DeletePlacementGroup { .. } => {
             vec![StateKey::PlacementGroups]
         }
+        // Each command's keys, all from the state before the batch. Still a superset: where
+        // a command's keys depend on the state (the aliases of a deleted image, the token a
+        // join consumes), a record an earlier command of the batch changed is among that
+        // command's own keys.
+        Command::Batch { commands } => commands.iter().flat_map(|c| touched(state, c)).collect(),
     }
 }
 
@@ -393,6 +398,52 @@ mod tests {
         assert!(state.images.keys().eq([&"cd".repeat(32)]) && state.aliases.keys().eq(["deux"]));
         assert!(state.ca.is_some() && state.identities.contains_key("alice"));
         assert!(state.tokens.keys().eq(["d"]) && state.members.keys().eq(["a", "b"]));
+    }
+
+    /// The same commands in batches of every size from 1 to 7: the same final state and
+    /// the same results as one by one, and the batch's keys cover every change.
+    #[test]
+    fn batches_apply_like_their_commands_and_touch_a_superset() {
+        let cmds = commands();
+        let mut single = ClusterState::default();
+        let mut single_results = Vec::new();
+        for (i, cmd) in cmds.iter().enumerate() {
+            single_results.push(apply(&mut single, i as u64 + 1, cmd));
+        }
+        for size in 1..=7 {
+            let mut state = ClusterState::default();
+            let mut results = Vec::new();
+            for (i, chunk) in cmds.chunks(size).enumerate() {
+                let batch = Command::Batch {
+                    commands: chunk.to_vec(),
+                };
+                let before = state.clone();
+                let keys: BTreeSet<StateKey> = touched(&before, &batch).into_iter().collect();
+                match apply(&mut state, i as u64 + 1, &batch) {
+                    Ok(crate::model::CommandResult::Batch(r)) => results.extend(r),
+                    other => panic!("a batch answers with a batch: {other:?}"),
+                }
+                let missing: Vec<_> = changed(&before, &state)
+                    .difference(&keys)
+                    .cloned()
+                    .collect();
+                assert!(missing.is_empty(), "batch of {size} changed {missing:?}");
+            }
+            // Versions and revisions follow the entry index, which differs; the rest
+            // must match.
+            let ok = |r: &Vec<Result<crate::model::CommandResult, crate::model::ModelError>>| {
+                r.iter().map(|x| x.is_ok()).collect::<Vec<_>>()
+            };
+            assert_eq!(ok(&results), ok(&single_results), "batch size {size}");
+            assert_eq!(
+                state.instances.keys().collect::<Vec<_>>(),
+                single.instances.keys().collect::<Vec<_>>()
+            );
+            assert_eq!(state.aliases, single.aliases);
+            assert!(state.images.keys().eq(single.images.keys()));
+            assert!(state.members.keys().eq(single.members.keys()));
+            assert!(state.tokens.keys().eq(single.tokens.keys()));
+        }
     }
 
     #[test]
