@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod checker;
 pub mod faults;
+pub mod fuzzing;
 pub mod testbed;
 
 pub use testbed::{is_root, CliOutput, Testbed};

@@ -105,6 +105,49 @@ async fn exit_code(control: ExecControl) -> Result<i32, RuntimeError> {
     }
 }
 
+/// What an exec checks of its first message before it reads the cluster state: it must be
+/// `start`, with a command and a valid instance name. Pure (the fuzz targets call it too).
+pub fn check_exec_start(
+    first: Option<pb::ExecInput>,
+) -> Result<(pb::ExecStart, InstanceName), Status> {
+    let start = match first {
+        Some(pb::ExecInput {
+            input: Some(pb::exec_input::Input::Start(s)),
+        }) => s,
+        _ => {
+            return Err(Status::invalid_argument(
+                "the first message of an exec must be `start`",
+            ))
+        }
+    };
+    if start.command.is_empty() {
+        return Err(Status::invalid_argument("a command to run is required"));
+    }
+    let name =
+        InstanceName::new(&start.instance).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    // What becomes a C string in the container must hold no NUL (the monitor would refuse
+    // it with a bare EINVAL), and a name with '=' would set another variable.
+    if let Some(arg) = start.command.iter().find(|a| a.contains('\0')) {
+        return Err(Status::invalid_argument(format!(
+            "command argument {arg:?} contains a NUL byte, which no program can receive"
+        )));
+    }
+    for (k, v) in &start.env {
+        if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
+            return Err(Status::invalid_argument(format!(
+                "environment variable {k:?}={v:?} is not valid: a name is not empty and has no '=', and neither holds a NUL byte"
+            )));
+        }
+    }
+    if start.cwd.contains('\0') {
+        return Err(Status::invalid_argument(format!(
+            "working directory {:?} contains a NUL byte",
+            start.cwd
+        )));
+    }
+    Ok((start, name))
+}
+
 impl ExecHandler {
     /// Relays the exec to the member that runs the instance, on behalf of `caller`.
     async fn forward(
@@ -161,22 +204,10 @@ impl ExecHandler {
         mut input: Streaming<pb::ExecInput>,
     ) -> Result<ExecOutputStream, Status> {
         use pb::exec_input::Input;
-        let start = match input.next().await {
-            Some(Ok(pb::ExecInput {
-                input: Some(Input::Start(s)),
-            })) => s,
+        let (start, name) = match input.next().await {
             Some(Err(e)) => return Err(e),
-            _ => {
-                return Err(Status::invalid_argument(
-                    "the first message of an exec must be `start`",
-                ))
-            }
+            first => check_exec_start(first.and_then(Result::ok))?,
         };
-        if start.command.is_empty() {
-            return Err(Status::invalid_argument("a command to run is required"));
-        }
-        let name = InstanceName::new(&start.instance)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let lookup = || {
             self.ctx.state.read(|s| {
                 s.instances

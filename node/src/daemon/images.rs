@@ -41,6 +41,21 @@ impl Drop for Spool {
     }
 }
 
+/// What an import checks of its first message: it must be the header. Pure (the fuzz
+/// targets call it too).
+pub fn check_import_header(
+    first: Option<pb::ImportImageChunk>,
+) -> Result<pb::ImportImageHeader, Status> {
+    match first {
+        Some(pb::ImportImageChunk {
+            chunk: Some(pb::import_image_chunk::Chunk::Header(h)),
+        }) => Ok(h),
+        _ => Err(Status::invalid_argument(
+            "the first message of an import must be its header",
+        )),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::images_server::Images for ImagesService {
     async fn import(
@@ -50,15 +65,8 @@ impl pb::images_server::Images for ImagesService {
         require(&req, Role::Operator, "import images")?;
         let mut stream = req.into_inner();
         let header = match stream.next().await {
-            Some(Ok(pb::ImportImageChunk {
-                chunk: Some(pb::import_image_chunk::Chunk::Header(h)),
-            })) => h,
             Some(Err(e)) => return Err(e),
-            _ => {
-                return Err(Status::invalid_argument(
-                    "the first message of an import must be its header",
-                ))
-            }
+            first => check_import_header(first.and_then(Result::ok))?,
         };
         for alias in &header.aliases {
             let taken = self.ctx.state.read(|s| s.aliases.get(alias).cloned());

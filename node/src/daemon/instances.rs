@@ -27,6 +27,45 @@ fn name_of(name: &str) -> Result<InstanceName, Status> {
     InstanceName::new(name).map_err(|e| ApiError::from(e).into())
 }
 
+/// What `create` checks of a request before it reads the cluster state: the name, every
+/// config key and value, and that an image is named. Pure (the fuzz targets call it too).
+pub fn check_create(
+    r: &pb::CreateInstanceRequest,
+) -> Result<(InstanceName, BTreeMap<String, String>), Status> {
+    let key = name_of(&r.name)?;
+    let config: BTreeMap<String, String> = r.config.clone().into_iter().collect();
+    InstanceConfig::parse(&config)
+        .map_err(|e| Status::from(ApiError::from(shoal_raft::ModelError::from(e))))?;
+    if r.image.is_empty() {
+        return Err(Status::invalid_argument(
+            "an image is required (alias or fingerprint)",
+        ));
+    }
+    Ok((key, config))
+}
+
+/// What `move` checks of a request before it reads the cluster state. Pure.
+pub fn check_move(r: &pb::MoveInstanceRequest) -> Result<(InstanceName, MoveMode), Status> {
+    let key = name_of(&r.name)?;
+    let mode = MoveMode::parse(&r.mode).map_err(Status::invalid_argument)?;
+    if mode == MoveMode::Live {
+        return Err(Status::failed_precondition(
+            "live migration needs CRIU, which cannot run on this host (Debian's criu fails on this kernel): use --mode cold or --mode precopy",
+        ));
+    }
+    Ok((key, mode))
+}
+
+/// What `copy` checks of a request before it reads the cluster state. Pure.
+pub fn check_copy(r: &pb::CopyInstanceRequest) -> Result<(InstanceName, InstanceName), Status> {
+    Ok((name_of(&r.name)?, name_of(&r.new_name)?))
+}
+
+/// The check of an instance name every other call makes. Pure.
+pub fn check_name(name: &str) -> Result<InstanceName, Status> {
+    name_of(name)
+}
+
 impl InstancesService {
     /// Chooses the host for a new instance: the target host, or the scheduler's choice
     /// among the target group or all members.
@@ -121,15 +160,7 @@ impl pb::instances_server::Instances for InstancesService {
     ) -> Result<Response<pb::Operation>, Status> {
         require(&req, Role::Operator, "create instances")?;
         let r = req.into_inner();
-        let key = name_of(&r.name)?;
-        let config: BTreeMap<String, String> = r.config.into_iter().collect();
-        InstanceConfig::parse(&config)
-            .map_err(|e| Status::from(ApiError::from(shoal_raft::ModelError::from(e))))?;
-        if r.image.is_empty() {
-            return Err(Status::invalid_argument(
-                "an image is required (alias or fingerprint)",
-            ));
-        }
+        let (key, config) = check_create(&r)?;
         let known = self.ctx.state.read(|s| s.resolve_image(&r.image).is_some());
         if !known {
             return Err(Status::not_found(format!(
@@ -284,13 +315,7 @@ impl pb::instances_server::Instances for InstancesService {
     ) -> Result<Response<pb::Operation>, Status> {
         require(&req, Role::Operator, "move instances")?;
         let r = req.into_inner();
-        let key = name_of(&r.name)?;
-        let mode = MoveMode::parse(&r.mode).map_err(Status::invalid_argument)?;
-        if mode == MoveMode::Live {
-            return Err(Status::failed_precondition(
-                "live migration needs CRIU, which cannot run on this host (Debian's criu fails on this kernel): use --mode cold or --mode precopy",
-            ));
-        }
+        let (key, mode) = check_move(&r)?;
         let (location, members) = self.ctx.state.read(|s| {
             (
                 s.instances.get(&key).map(|i| i.location.clone()),
@@ -334,8 +359,7 @@ impl pb::instances_server::Instances for InstancesService {
     ) -> Result<Response<pb::Operation>, Status> {
         require(&req, Role::Operator, "copy instances")?;
         let r = req.into_inner();
-        let key = name_of(&r.name)?;
-        let new = name_of(&r.new_name)?;
+        let (key, new) = check_copy(&r)?;
         let (exists, taken) = self.ctx.state.read(|s| {
             (
                 s.instances.contains_key(&key),

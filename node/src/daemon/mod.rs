@@ -36,6 +36,9 @@ mod watch_hub;
 
 pub use args::DaemonArgs;
 pub use error::ApiError;
+pub use exec::check_exec_start;
+pub use images::check_import_header;
+pub use instances::{check_copy, check_create, check_move, check_name};
 
 /// Entry point of `shoald` (everything but `shoald monitor`). Returns the exit code.
 pub fn main(args: Vec<String>) -> i32 {
