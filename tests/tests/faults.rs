@@ -56,6 +56,9 @@ fn series(hosts: usize, list: &[Fault], seed: u64) {
         assert!(r.calls > 5, "too few calls to say anything: {r:?}");
         violations.extend(r.violations);
     }
+    if !violations.is_empty() {
+        eprintln!("{}", bed.log_tails(40));
+    }
     leaders.stop();
     let (samples, terms) = leaders.stats();
     eprintln!(

@@ -3,6 +3,41 @@
 use super::command::{Command, CommandResult};
 use super::error::ModelError;
 use super::state::{ClusterState, Token, TokenKind};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+thread_local! {
+    /// The node ids in the Raft membership as of the entry being applied, set by the state
+    /// machine around each apply ([`with_raft_members`]).
+    static RAFT_MEMBERS: RefCell<BTreeSet<u64>> = const { RefCell::new(BTreeSet::new()) };
+}
+
+/// Runs `f` (an apply) knowing the node ids in the Raft membership (voters and learners) as
+/// of the entry being applied. Every replica applies the same entries with the same
+/// membership, so the ids a join allocates stay deterministic. Without it (a bare model, as
+/// in unit tests) no id is taken by the Raft membership.
+pub(crate) fn with_raft_members<R>(ids: BTreeSet<u64>, f: impl FnOnce() -> R) -> R {
+    let old = RAFT_MEMBERS.with(|m| m.replace(ids));
+    let r = f();
+    RAFT_MEMBERS.with(|m| *m.borrow_mut() = old);
+    r
+}
+
+/// The node id for a joining member: the lowest one that no member holds and that is not
+/// in the Raft membership. A removed member's id stays in the membership until the leader
+/// takes it out; a member joining meanwhile (often the same host, wiped, under the same name
+/// and address) must not inherit it, or the leader would take its empty log for the old
+/// member's log going backwards. Low ids are reused once free, so the Raft group (ids up to
+/// 5) keeps its places.
+fn allocate_id(state: &ClusterState) -> u64 {
+    let used: BTreeSet<u64> = state.members.values().map(|m| m.id).collect();
+    RAFT_MEMBERS.with(|raft| {
+        let raft = raft.borrow();
+        (1..)
+            .find(|id| !used.contains(id) && !raft.contains(id))
+            .expect("a free node id")
+    })
+}
 
 fn consume(
     state: &ClusterState,
@@ -83,7 +118,7 @@ pub(crate) fn apply_cluster(
             if state.members.contains_key(&member.name) {
                 return Err(ModelError::MemberExists(member.name.clone()));
             }
-            let id = state.members.values().map(|m| m.id).max().unwrap_or(0) + 1;
+            let id = allocate_id(state);
             let mut m = member.clone();
             m.id = id;
             state.tokens.remove(&token.name);
@@ -234,6 +269,35 @@ mod tests {
             }
         )
         .is_err());
+    }
+
+    #[test]
+    fn join_takes_the_lowest_id_neither_a_member_nor_a_raft_member_holds() {
+        let mut s = boot();
+        let join = |s: &mut ClusterState, name: &str, hash: &str| {
+            apply_cluster(s, &token(name, hash, 100, TokenKind::Member)).unwrap();
+            let cmd = Command::Join {
+                secret_hash: hash.into(),
+                now_ms: 1,
+                member: member(name),
+            };
+            apply_cluster(s, &cmd).unwrap()
+        };
+        assert_eq!(join(&mut s, "b", "h1"), CommandResult::Member(2));
+        assert_eq!(join(&mut s, "c", "h2"), CommandResult::Member(3));
+        let remove = Command::RemoveMember { name: "b".into() };
+        apply_cluster(&mut s, &remove).unwrap();
+        // b's id 2 is still in the Raft membership: the new b gets another.
+        let raft: BTreeSet<u64> = [1, 2, 3].into();
+        let r = with_raft_members(raft, || join(&mut s, "b", "h3"));
+        assert_eq!(r, CommandResult::Member(4));
+        apply_cluster(&mut s, &remove).unwrap();
+        // Out of the membership: 2 is reused (low ids are the Raft group's places).
+        let raft: BTreeSet<u64> = [1, 3, 4].into();
+        let r = with_raft_members(raft, || join(&mut s, "b", "h4"));
+        assert_eq!(r, CommandResult::Member(2));
+        // The context does not outlive the call.
+        assert_eq!(join(&mut s, "e", "h5"), CommandResult::Member(4));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod state;
 mod view;
 
 pub use apply::apply;
+pub(crate) use apply_cluster::with_raft_members;
 pub use command::{Command, CommandResult};
 pub use config::{parse_bytes, InstanceConfig, KNOWN_KEYS};
 pub use error::{ConfigError, ModelError};

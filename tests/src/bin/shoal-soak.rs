@@ -132,6 +132,9 @@ fn main() -> Result<()> {
         );
         violations.extend(r.violations);
     }
+    if !violations.is_empty() {
+        println!("{}", bed.log_tails(40));
+    }
     leaders.stop();
     let (samples, terms) = leaders.stats();
     let scans = watch.scans();

@@ -222,6 +222,36 @@ impl Bed {
         self.tb.host_dir(host)
     }
 
+    /// The last `lines` lines of every host's `shoald.log` (wiped hosts keep theirs), for
+    /// a failure report; the whole logs are copied to a directory that outlives the test
+    /// bed (`/tmp/shoal-faults-logs-<prefix>`), named in the report.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let keep = std::env::temp_dir().join(format!("shoal-faults-logs-{}", self.tb.prefix()));
+        let _ = std::fs::create_dir_all(&keep);
+        let mut out = format!("(whole logs kept in {})", keep.display());
+        let hosts_dir = self.host_dir("a").parent().map(PathBuf::from);
+        let mut dirs: Vec<PathBuf> = hosts_dir
+            .and_then(|d| std::fs::read_dir(d).ok())
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dirs.sort();
+        for d in dirs {
+            let host = d
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let log = std::fs::read_to_string(d.join("shoald.log")).unwrap_or_default();
+            let _ = std::fs::write(keep.join(format!("{host}-shoald.log")), &log);
+            let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+            out.push_str(&format!(
+                "\n--- {host} shoald.log (last {} lines) ---\n{}",
+                tail.len(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        out
+    }
+
     /// The leader's `cluster show`, if a leader answers.
     pub fn show(&self) -> Option<Value> {
         let out = self.cli(

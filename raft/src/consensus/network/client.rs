@@ -181,6 +181,12 @@ impl GrpcNetwork {
         };
         let mut request = tonic::Request::new(req);
         request.set_timeout(option.hard_ttl());
+        // The peer refuses a call meant for another node id (one that replaced the target
+        // under its address).
+        request.metadata_mut().insert(
+            super::server::TARGET_HEADER,
+            tonic::metadata::MetadataValue::from(self.target),
+        );
         let soft = option.soft_ttl();
         match tokio::time::timeout(soft, send(client, request)).await {
             Ok(Ok(resp)) => Ok(resp.into_inner()),

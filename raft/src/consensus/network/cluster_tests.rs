@@ -192,6 +192,116 @@ async fn new_learner_catches_up_through_chunked_snapshot() {
     stop_all(&mut nodes).await;
 }
 
+/// A member replaced under the same address by a fresh one with another node id (a wiped
+/// host joining again) while the old id is still in the membership: the new member refuses
+/// calls meant for the old id, so the leader sees the old member unreachable, rather than
+/// taking the new member's empty log for the old one's going backwards (which made openraft
+/// panic the leader's Raft core, and the cluster lost write availability).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_replaced_at_the_same_address_does_not_answer_for_the_old_one() {
+    let ca = TestCa::new();
+    let config = Arc::new(raft_config("test").validate().unwrap());
+    let mut nodes = start_cluster(&ca, config.clone(), 3).await;
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    let leader = wait_for_leader(&refs, &[], Duration::from_secs(10))
+        .await
+        .expect("a leader is elected");
+
+    // Node 4 joins as a learner and replicates.
+    let mut old = TestNode::start(&ca, 4, config.clone()).await;
+    let lead = by_id(&nodes, leader);
+    lead.raft
+        .add_learner(old.id, old.node.clone(), true)
+        .await
+        .expect("learner added");
+    let mut last = 0;
+    for i in 0..5 {
+        last = lead
+            .raft
+            .client_write(register(&format!("before-{i}")))
+            .await
+            .unwrap()
+            .log_id
+            .index;
+    }
+    old.raft
+        .wait(Some(Duration::from_secs(5)))
+        .applied_index_at_least(Some(last), "node 4 caught up")
+        .await
+        .unwrap();
+
+    // Node 4's host is wiped; a fresh member, node 5, starts at the same address.
+    let addr = old.node.addr.clone();
+    old.stop().await;
+    drop(old);
+    let new = TestNode::start_at(&ca, 5, config.clone(), &addr).await;
+
+    // Asked as node 4, it refuses: the caller sees node 4 unreachable.
+    let mut client = GrpcNetworkFactory::new(leader, ca.client_tls("m1"))
+        .new_client(4, &new.node)
+        .await;
+    let res = client
+        .vote(
+            VoteRequest::new(Vote::new(1, leader), None),
+            RPCOption::new(Duration::from_secs(2)),
+        )
+        .await;
+    match res {
+        Err(RPCError::Unreachable(e)) => {
+            assert!(e.to_string().contains("not node 4"), "{e}")
+        }
+        other => panic!("expected node 5 to refuse a call for node 4, got {other:?}"),
+    }
+
+    // The leader keeps replicating to node 4's address while writes go on: it must not
+    // mistake node 5 for node 4.
+    let lead = by_id(&nodes, leader);
+    for i in 0..5 {
+        last = lead
+            .raft
+            .client_write(register(&format!("after-{i}")))
+            .await
+            .expect("the leader still commits")
+            .log_id
+            .index;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in &nodes {
+        let m = n.raft.metrics().borrow().clone();
+        assert!(
+            m.running_state.is_ok(),
+            "node {}: {:?}",
+            n.id,
+            m.running_state
+        );
+    }
+    assert_eq!(
+        new.raft.metrics().borrow().last_log_index,
+        None,
+        "node 5 took entries meant for node 4"
+    );
+
+    // The leader removes 4 and adds 5, which catches up.
+    lead.raft
+        .change_membership(openraft::ChangeMembers::RemoveNodes([4].into()), false)
+        .await
+        .expect("node 4 removed");
+    lead.raft
+        .add_learner(new.id, new.node.clone(), true)
+        .await
+        .expect("node 5 added");
+    new.raft
+        .wait(Some(Duration::from_secs(5)))
+        .applied_index_at_least(Some(last), "node 5 caught up")
+        .await
+        .unwrap();
+    assert_eq!(new.state().members, lead.state().members);
+    assert!(lead.raft.metrics().borrow().running_state.is_ok());
+
+    nodes.push(new);
+    stop_all(&mut nodes).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_from_another_ca_is_refused() {
     let ca = TestCa::new();

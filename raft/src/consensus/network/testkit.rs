@@ -142,8 +142,18 @@ pub(crate) struct TestNode {
 impl TestNode {
     /// Starts member `id`: its Raft, and its gRPC server on an ephemeral port.
     pub(crate) async fn start(ca: &TestCa, id: NodeId, config: Arc<Config>) -> TestNode {
+        Self::start_at(ca, id, config, "127.0.0.1:0").await
+    }
+
+    /// Starts member `id` on `addr` (a fresh store), e.g. where a stopped member listened.
+    pub(crate) async fn start_at(
+        ca: &TestCa,
+        id: NodeId,
+        config: Arc<Config>,
+        addr: &str,
+    ) -> TestNode {
         let name = format!("m{id}");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let network = GrpcNetworkFactory::new(id, ca.client_tls(&name));
         let dir = tempfile::tempdir().unwrap();

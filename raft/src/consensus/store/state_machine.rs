@@ -34,7 +34,7 @@ use super::shared::{Applied, SharedState};
 use super::snapshot::{self, Meta, SnapshotBuilder};
 use super::trees::{Table, Trees, INSTALLING, SNAPSHOT};
 use crate::consensus::types::{CommandResponse, MemberNode, NodeId, TypeConfig};
-use crate::model::{apply as apply_command, touched, CommandResult};
+use crate::model::{apply as apply_command, touched, with_raft_members, CommandResult};
 
 /// The durable state machine of one member.
 pub struct StateMachineStore {
@@ -103,7 +103,15 @@ fn apply_entry(
         }
         EntryPayload::Normal(cmd) => {
             keys.extend(touched(&applied.state, &cmd));
-            apply_command(&mut applied.state, index, &cmd)
+            // A join must not take a node id still in the Raft membership.
+            let raft_members = applied
+                .last_membership
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id);
+            with_raft_members(raft_members.collect(), || {
+                apply_command(&mut applied.state, index, &cmd)
+            })
         }
         EntryPayload::Membership(membership) => {
             applied.last_membership = StoredMembership::new(Some(entry.log_id), membership);
@@ -150,7 +158,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .raft(Op::WriteStateMachine)?;
         self.trees.commit(&batches).raft(Op::WriteStateMachine)?;
         self.shared
-            .record_changes(self.shared.revision(), keys.into_iter());
+            .record_changes(self.shared.revision(), keys);
         self.shared.publish();
         Ok(responses)
     }

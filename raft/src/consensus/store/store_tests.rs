@@ -155,6 +155,110 @@ async fn state_survives_reopen() {
     assert_eq!(mem.log_id(), &Some(log_id(1)));
 }
 
+fn membership_of(index: u64, ids: &[NodeId]) -> Entry<TypeConfig> {
+    let nodes: BTreeMap<NodeId, MemberNode> = ids
+        .iter()
+        .map(|id| {
+            let node = MemberNode {
+                name: format!("m{id}"),
+                addr: format!("127.0.0.{id}:8443"),
+            };
+            (*id, node)
+        })
+        .collect();
+    let voters = BTreeSet::from([ids[0]]);
+    Entry {
+        log_id: log_id(index),
+        payload: EntryPayload::Membership(Membership::new(vec![voters], nodes)),
+    }
+}
+
+fn join_token(name: &str, hash: &str) -> Command {
+    Command::CreateToken {
+        token: Token {
+            name: name.into(),
+            kind: TokenKind::Member,
+            secret_hash: hash.into(),
+            created_at_ms: 0,
+            expires_at_ms: i64::MAX,
+        },
+    }
+}
+
+fn join(name: &str, hash: &str) -> Command {
+    Command::Join {
+        secret_hash: hash.into(),
+        now_ms: 1,
+        member: member(name),
+    }
+}
+
+/// A member removed and joining again (a wiped host under its old name) never gets a node
+/// id that is still in the Raft membership, even inside a batch; once the leader took the
+/// old id out of the membership, it is free again.
+#[tokio::test]
+async fn a_join_never_takes_a_node_id_still_in_the_raft_membership() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm) = open(dir.path()).await.unwrap();
+    let mut entries = vec![normal(
+        1,
+        Command::Bootstrap {
+            ca: crate::model::CaRecord {
+                cert_pem: "c".into(),
+                key_pem: "k".into(),
+            },
+            member: member("a"),
+        },
+    )];
+    for (i, n) in ["b", "c", "d"].iter().enumerate() {
+        let i = i as u64;
+        entries.push(normal(2 + 2 * i, join_token(n, n)));
+        entries.push(normal(3 + 2 * i, join(n, n)));
+    }
+    entries.push(membership_of(8, &[1, 2, 3, 4]));
+    apply(&mut sm, entries).await;
+    let ids = |sm: &StateMachineStore| -> BTreeMap<String, u64> {
+        snapshot_of(sm)
+            .members
+            .values()
+            .map(|m| (m.name.clone(), m.id))
+            .collect()
+    };
+    assert_eq!(ids(&sm)["d"], 4);
+
+    // d is removed and joins again before its id 4 left the Raft membership.
+    let r = apply(
+        &mut sm,
+        vec![
+            normal(9, Command::RemoveMember { name: "d".into() }),
+            normal(10, join_token("d", "d2")),
+            normal(
+                11,
+                Command::Batch {
+                    commands: vec![join("d", "d2")],
+                },
+            ),
+        ],
+    )
+    .await;
+    assert!(r.iter().all(|r| r.result.is_ok()), "{r:?}");
+    assert_eq!(ids(&sm)["d"], 5, "id 4 is still a Raft member");
+
+    // Again, after the leader took 4 out (and added 5): 4 is free again.
+    let r = apply(
+        &mut sm,
+        vec![
+            membership_of(12, &[1, 2, 3, 5]),
+            normal(13, Command::RemoveMember { name: "d".into() }),
+            normal(14, join_token("d", "d3")),
+            normal(15, join("d", "d3")),
+        ],
+    )
+    .await;
+    assert!(r.iter().all(|r| r.result.is_ok()), "{r:?}");
+    assert_eq!(ids(&sm)["d"], 4);
+}
+
 #[tokio::test]
 async fn refused_commands_still_advance_last_applied() {
     let dir = tempfile::tempdir().unwrap();
