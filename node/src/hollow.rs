@@ -324,6 +324,7 @@ mod tests {
             created_at_ms: 0,
             version: 9,
             origin: None,
+            moving: None,
         }
     }
 

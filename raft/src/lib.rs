@@ -12,5 +12,5 @@ pub mod scheduler;
 pub use model::{
     apply, CaRecord, Capacity, ClusterState, Command, CommandResult, ConfigError, DesiredState,
     Identity, Image, Instance, InstanceConfig, InstanceName, InstanceStatus, Member, ModelError,
-    ObservedState, Token, TokenKind, Usage, ViewDelta,
+    MovePhase, MoveRecord, ObservedState, Token, TokenKind, Usage, ViewDelta,
 };

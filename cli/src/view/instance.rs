@@ -30,6 +30,8 @@ pub(crate) struct InstanceView {
     pub(crate) usage: Option<UsageView>,
     /// When the host last reported, RFC 3339, UTC.
     pub(crate) updated_at: Option<String>,
+    /// The move in progress, empty when none.
+    pub(crate) moving: String,
 }
 
 /// Resource use from the instance's cgroups.
@@ -79,6 +81,7 @@ impl From<Instance> for InstanceView {
             init_pid: status.init_pid,
             usage: status.usage.map(UsageView::from),
             updated_at: rfc3339_ms(status.updated_at_ms),
+            moving: i.moving,
         }
     }
 }
@@ -93,7 +96,11 @@ pub(crate) fn table(items: &[InstanceView]) -> Table {
                 let usage = i.usage.filter(|_| i.init_pid > 0);
                 vec![
                     i.name.clone(),
-                    i.status.clone(),
+                    if i.moving.is_empty() {
+                        i.status.clone()
+                    } else {
+                        format!("{} (moving)", i.status)
+                    },
                     i.location.clone(),
                     i.image.clone(),
                     usage
@@ -125,6 +132,9 @@ pub(crate) fn text(i: &InstanceView) -> String {
     }
     if !i.message.is_empty() {
         let _ = writeln!(s, "Message: {}", i.message);
+    }
+    if !i.moving.is_empty() {
+        let _ = writeln!(s, "Move: {}", i.moving);
     }
     if !i.config.is_empty() {
         let _ = writeln!(s, "Config:");
@@ -178,6 +188,7 @@ mod tests {
             created_at_ms: 1_709_210_096_789,
             version: 7,
             desired_revision: 3,
+            moving: String::new(),
         }
     }
 
@@ -218,5 +229,21 @@ mod tests {
         assert!(t.contains("Config:\n  limits.memory: 64MiB\n"), "{t}");
         assert!(t.contains("  CPU usage: 1.500s\n"), "{t}");
         assert!(t.contains("PID: 4242\n"), "{t}");
+        assert!(!t.contains("Move:"), "{t}");
+    }
+
+    #[test]
+    fn a_move_in_progress_shows() {
+        let mut i = sample();
+        i.moving = "moving from a to d (copied, cold move coordinated by b)".into();
+        let v = vec![InstanceView::from(i)];
+        let out = render_list(Format::Csv, &v, table).unwrap();
+        assert_eq!(out, "c1,Running (moving),node-1,alpine,12.00MiB,3\n");
+        assert!(text(&v[0]).contains("Move: moving from a to d (copied"));
+        let j = serde_json::to_value(&v[0]).unwrap();
+        assert_eq!(
+            j["moving"],
+            "moving from a to d (copied, cold move coordinated by b)"
+        );
     }
 }

@@ -50,6 +50,7 @@ pub fn instance(i: &Instance) -> pb::Instance {
         created_at_ms: i.created_at_ms,
         version: i.version,
         desired_revision: i.desired_revision,
+        moving: i.moving.as_ref().map(|m| m.describe()).unwrap_or_default(),
     }
 }
 

@@ -52,6 +52,8 @@ fn model_code(e: &ModelError) -> Code {
         | ModelError::IdentityNotFound(_) => Code::NotFound,
         ModelError::IdentityRevoked(_) => Code::FailedPrecondition,
         ModelError::ImageInUse { .. } | ModelError::WrongState { .. } => Code::FailedPrecondition,
+        ModelError::MoveInProgress { .. } => Code::FailedPrecondition,
+        ModelError::NoSuchMove { .. } => Code::Aborted,
         ModelError::VersionConflict { .. } | ModelError::StalePlacement { .. } => Code::Aborted,
     }
 }

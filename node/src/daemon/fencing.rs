@@ -148,6 +148,7 @@ async fn remove_stale_copies(ctx: &Arc<Ctx>) {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&name)
+            || super::move_recovery::moving_here(ctx, &name)
         {
             continue;
         }

@@ -25,6 +25,7 @@ mod images;
 mod instances;
 mod layer_stream;
 mod membership;
+mod move_recovery;
 mod mover;
 mod operations;
 mod ops;

@@ -2,18 +2,22 @@
 //!
 //! ```text
 //!  API member (orchestrates, as an operation)      target host               source host
-//!   [precopy: PullInstance{full} ───────────────►  create container,
+//!   BeginMove (journal on the instance: Preparing)
+//!   [precopy: PullInstance{full} ───────────────►  waits for the journal, create container,
 //!                                                   ExportInstance ──────────► stream layer (running)]
 //!   SetDesired Stopped, wait Stopped
 //!   PullInstance{cold: full, precopy: delta} ───►  ExportInstance ──────────► stream layer/delta
-//!   Relocate (new placement generation)  ── commit point ──
-//!   SetDesired Running, wait Running on target     (downtime = stop → running)
-//!   EndMove{keep}                                                              source agent removes
-//!                                                                              its stale copy
+//!   AdvanceMove (Copied)
+//!   CommitMove (new placement generation, desired restored) ── commit point ──
+//!   wait Running on target                          (downtime = stop → running)
+//!   EndMove{keep}, CloseMove (journal cleared)                                 the stale-copy sweep
+//!                                                                              removes its copy
 //! ```
-//! Before the commit point any failure ends the session without keeping anything on the
-//! target and starts the instance again where it was: it is left whole on one host and the
-//! move can be retried. The layer travels with a sha256 trailer that the target checks.
+//! Before the commit point any failure closes the journal (rolled back: the instance starts
+//! again where it was), then ends the session without keeping anything on the target: it
+//! is left whole on one host and the move can be retried. If the orchestrating member dies,
+//! `move_recovery` closes the journal for it. The layer travels with a sha256 trailer that
+//! the target checks.
 
 use shoal_proto::internal as ipb;
 use shoal_raft::{Instance, InstanceName};
@@ -115,10 +119,13 @@ pub async fn pull_instance(
         req.target_name.clone()
     };
     InstanceName::new(&target_name).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let inst = ctx
-        .state
-        .read(|s| s.instances.get(&key).cloned())
-        .ok_or_else(|| Status::not_found(format!("instance '{}' not found", req.name)))?;
+    let inst = if target_name == req.name {
+        journaled_here(&ctx, &key, &req.session).await?
+    } else {
+        ctx.state
+            .read(|s| s.instances.get(&key).cloned())
+            .ok_or_else(|| Status::not_found(format!("instance '{}' not found", req.name)))?
+    };
     ctx.importing
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -128,6 +135,46 @@ pub async fn pull_instance(
         discard(&ctx, &target_name).await;
     }
     result.map_err(Status::unavailable)
+}
+
+/// How long a target waits for its replica to show the move it is asked to pull for.
+const JOURNAL_WAIT: Duration = Duration::from_secs(10);
+
+/// The instance, once this replica shows its move `session` journaled with this host as
+/// the target (a pull for a move that is not, or no longer, in progress is refused, so a
+/// late pull never leaves a copy nobody will commit).
+async fn journaled_here(
+    ctx: &Arc<Ctx>,
+    key: &InstanceName,
+    session: &str,
+) -> Result<Instance, Status> {
+    let mut rx = ctx.state.subscribe();
+    let deadline = tokio::time::Instant::now() + JOURNAL_WAIT;
+    loop {
+        let inst = ctx
+            .state
+            .read(|s| s.instances.get(key).cloned())
+            .ok_or_else(|| Status::not_found(format!("instance '{key}' not found")))?;
+        match &inst.moving {
+            Some(m) if m.session == session && m.target == ctx.node => return Ok(inst),
+            Some(m) if m.session != session => {
+                return Err(Status::failed_precondition(format!(
+                    "instance {key} is in another move ({})",
+                    m.describe()
+                )))
+            }
+            _ => {}
+        }
+        if !matches!(
+            tokio::time::timeout_at(deadline, rx.changed()).await,
+            Ok(Ok(()))
+        ) {
+            return Err(Status::failed_precondition(format!(
+                "no move of {key} to {} with session {session} is in progress",
+                ctx.node
+            )));
+        }
+    }
 }
 
 async fn pull(
@@ -217,8 +264,8 @@ async fn pull(
     })
 }
 
-/// Deletes a container imported for a move that did not commit.
-async fn discard(ctx: &Arc<Ctx>, name: &str) {
+/// Deletes a container imported for a move that did not commit (unless it is placed here).
+pub(crate) async fn discard(ctx: &Arc<Ctx>, name: &str) {
     let placed_here = InstanceName::new(name)
         .ok()
         .and_then(|k| {

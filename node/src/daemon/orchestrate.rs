@@ -4,12 +4,15 @@
 
 use shoal_proto::internal as ipb;
 use shoal_raft::scheduler::{place, PlacementRequest, Target};
-use shoal_raft::{Command, CommandResult, DesiredState, Instance, InstanceConfig, InstanceName};
+use shoal_raft::{
+    Command, CommandResult, DesiredState, Instance, InstanceConfig, InstanceName, ModelError,
+};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ctx::Ctx;
+use super::error::ApiError;
 use super::ops::{check, now_ms, Check, Goal, OpHandle};
 use shoal_raft::ObservedState;
 
@@ -152,6 +155,17 @@ pub async fn move_instance(
     if inst.desired == DesiredState::Deleted {
         return Err(format!("instance {name} is being deleted"));
     }
+    if let Some(m) = &inst.moving {
+        return Err(ModelError::MoveInProgress {
+            name: name.to_string(),
+            what: format!(
+                "{}, started {} s ago",
+                m.describe(),
+                (now_ms() - m.started_at_ms).max(0) / 1000
+            ),
+        }
+        .to_string());
+    }
     let source = inst.location.clone();
     let dest = if target.is_empty() {
         choose(ctx, &inst, "").await?
@@ -176,7 +190,27 @@ pub async fn move_instance(
     let source_addr = address(ctx, &source)?;
     let dest_addr = address(ctx, &dest)?;
     let running = matches!(inst.desired, DesiredState::Running | DesiredState::Frozen);
-    let session = format!("{name}-{:x}", now_ms());
+    let session = format!("{name}-{}-{:x}", ctx.node, now_ms());
+    let _coordinating = super::move_recovery::Coordinating::hold(&session);
+    let mode_word = if mode == MoveMode::Precopy {
+        "precopy"
+    } else {
+        "cold"
+    };
+    ctx.state
+        .submit(Command::BeginMove {
+            name: name.to_string(),
+            from: source.clone(),
+            to: dest.clone(),
+            mode: mode_word.to_string(),
+            session: session.clone(),
+            coordinator: ctx.node.clone(),
+            expected_generation: inst.placement_generation,
+            remember_origin,
+            now_ms: now_ms(),
+        })
+        .await
+        .map_err(|e| format!("move of {name} to {dest} not begun: {e}"))?;
     let pull = |delta: bool| {
         let dest_addr = dest_addr.clone();
         let req = ipb::PullInstanceRequest {
@@ -225,48 +259,97 @@ pub async fn move_instance(
         }
         op.progress(&format!("copying {name}'s data to {dest}"));
         let r = pull(delta).await?;
-        let generation = ctx
-            .state
-            .read(|s| s.instances.get(&key).map(|i| i.placement_generation))
-            .ok_or_else(|| format!("instance {name} disappeared"))?;
         ctx.state
-            .submit(Command::Relocate {
+            .submit(Command::AdvanceMove {
                 name: name.to_string(),
-                from: source.clone(),
-                to: dest.clone(),
-                expected_generation: generation,
-                remember_origin,
-                reason: format!("moved from {source}"),
+                session: session.clone(),
+                now_ms: now_ms(),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        // Fault suite: the orchestrating member dies with the data copied, before the commit.
+        fail::fail_point!("orchestrate-before-commit", |_| std::process::abort());
+        let committed = ctx
+            .state
+            .submit(Command::CommitMove {
+                name: name.to_string(),
+                session: session.clone(),
+                expected_generation: inst.placement_generation,
                 now_ms: now_ms(),
             })
             .await
             .map_err(|e| e.to_string())?;
         // Fault suite: the orchestrating member dies right after the commit point.
         fail::fail_point!("orchestrate-after-relocate", |_| std::process::abort());
-        Ok::<(u64, u64), String>((first_pass, r.bytes))
+        let revision = match committed {
+            CommandResult::Instance(i) => i.desired_revision,
+            _ => 0,
+        };
+        Ok::<(u64, u64, u64), String>((first_pass, r.bytes, revision))
     };
-    let (first_pass, last_pass) = match attempt.await {
-        Ok(b) => b,
-        Err(e) => {
+    let outcome = attempt.await;
+    // Whatever happened, the journal is closed now: the model rolls the move back if it
+    // did not commit, and says where the instance is.
+    let closed = ctx
+        .state
+        .submit(Command::CloseMove {
+            name: name.to_string(),
+            session: session.clone(),
+            reason: outcome.as_ref().err().cloned().unwrap_or_default(),
+            now_ms: now_ms(),
+        })
+        .await;
+    let moved: Option<bool> = match &closed {
+        Ok(CommandResult::Instance(i)) => Some(i.location == dest),
+        Ok(_) => None,
+        // Closed already (by recovery, or voided by healing): the state says where it is.
+        Err(ApiError::Model(ModelError::NoSuchMove { .. })) => ctx
+            .state
+            .read(|s| s.instances.get(&key).map(|i| i.location == dest)),
+        Err(_) => None,
+    };
+    let (first_pass, last_pass, revision) = match (outcome, moved) {
+        (Ok(b), Some(true)) => b,
+        // Committed, but the journal could not be closed yet: the instance is on the
+        // target; `move_recovery` closes the journal once this orchestration is over.
+        (Ok(b), None) => {
+            tracing::warn!(instance = %name, error = ?closed.err(), "move committed; its journal stays open for now");
+            b
+        }
+        (Ok(_), Some(false)) => {
+            return Err(format!(
+                "move of {name} to {dest} was voided meanwhile (its host was healed or evacuated)"
+            ))
+        }
+        (Err(e), Some(true)) => {
+            // Committed although a step reported an error (an answer lost after the
+            // commit): the instance is on the target now.
+            tracing::warn!(instance = %name, error = %e, "move committed despite an error");
+            (0, 0, 0)
+        }
+        (Err(e), Some(false)) => {
             end(ctx, &dest_addr, &session, name, false).await;
             end(ctx, &source_addr, &session, "", false).await;
-            if running {
-                let _ = set_desired(ctx, name, DesiredState::Running, false).await;
-            }
             return Err(format!(
                 "move of {name} to {dest} failed, {name} stays on {source}: {e}"
+            ));
+        }
+        (Err(e), None) => {
+            return Err(format!(
+                "move of {name} to {dest} failed ({e}) and its end could not be recorded yet: \
+                 the cluster finishes or rolls it back by itself within seconds; `shoal info \
+                 {name}` then shows where it is"
             ));
         }
     };
     end(ctx, &dest_addr, &session, name, true).await;
     end(ctx, &source_addr, &session, "", false).await;
     let mut downtime = String::new();
-    if running {
-        let rev = set_desired(ctx, name, DesiredState::Running, false).await?;
+    if running && revision > 0 {
         wait_for(
             ctx,
             &key,
-            rev,
+            revision,
             Goal::State(ObservedState::Running),
             Duration::from_secs(120),
         )

@@ -293,6 +293,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     tokio::spawn(heartbeat_loop(ctx.clone()));
     tokio::spawn(super::fencing::run(ctx.clone()));
     tokio::spawn(super::healer::run(ctx.clone()));
+    tokio::spawn(super::move_recovery::run(ctx.clone()));
     tokio::spawn(super::image_fetch::replicate_loop(ctx.clone()));
     tokio::spawn(roles::run(node.clone(), roles::RolePolicy::default()));
 

@@ -204,6 +204,7 @@ fn apply_command(
                 created_at_ms: *now_ms,
                 version: index,
                 origin: None,
+                moving: None,
             };
             state.instances.insert(key, inst.clone());
             Ok(CommandResult::Instance(Box::new(inst)))
@@ -271,6 +272,10 @@ fn apply_command(
         | Command::MarkUnreachable { .. }
         | Command::SetOrigin { .. }
         | Command::SetEvacuated { .. } => super::apply_move::apply_move(state, index, cmd),
+        Command::BeginMove { .. }
+        | Command::AdvanceMove { .. }
+        | Command::CommitMove { .. }
+        | Command::CloseMove { .. } => super::apply_move::apply_journal(state, index, cmd),
         Command::SetSchedulerConfig { .. }
         | Command::CreatePlacementGroup { .. }
         | Command::DeletePlacementGroup { .. } => {

@@ -100,6 +100,49 @@ pub enum Command {
         reason: String,
         now_ms: i64,
     },
+    /// Journals a move of `name` from `from` to `to` before anything is done to the
+    /// instance (`Instance::moving`, phase Preparing). Refused while another move is in
+    /// progress, if `from`/`expected_generation` is not the current placement, or if `to`
+    /// cannot take it.
+    BeginMove {
+        name: String,
+        from: String,
+        to: String,
+        /// `cold` or `precopy`.
+        mode: String,
+        session: String,
+        coordinator: String,
+        expected_generation: u64,
+        remember_origin: bool,
+        now_ms: i64,
+    },
+    /// Records that the target holds a complete copy of the stopped instance (phase
+    /// Copied). Compare-and-set on the session.
+    AdvanceMove {
+        name: String,
+        session: String,
+        now_ms: i64,
+    },
+    /// The commit point of a move in phase Copied: places the instance on the target with a
+    /// new placement generation and restores what was desired there (the target starts
+    /// it; the source's copy is stale from now on). Phase Committed.
+    CommitMove {
+        name: String,
+        session: String,
+        expected_generation: u64,
+        now_ms: i64,
+    },
+    /// Ends a move, whoever ends it (its coordinator, or recovery when the coordinator
+    /// died): before the commit it is rolled back (what was desired is restored on the
+    /// source), after it, it is finished. Either way the journal is cleared. The instance
+    /// in the result says which: placed on the target means it moved.
+    CloseMove {
+        name: String,
+        session: String,
+        /// Why, for the status message of a roll-back.
+        reason: String,
+        now_ms: i64,
+    },
     /// The leader marks an instance whose host is offline and that stays there.
     MarkUnreachable {
         name: String,

@@ -86,6 +86,14 @@ pub enum ModelError {
     PlacementGroupInUse { name: String, instances: String },
     #[error("invalid placement group name '{name}': {reason}")]
     InvalidPlacementGroup { name: String, reason: String },
+    #[error("instance '{name}' is {what}: wait for it to end; if its coordinator died, the cluster finishes or rolls it back by itself within seconds (as soon as the coordinator restarts, or once it has been silent for 6 s)")]
+    MoveInProgress { name: String, what: String },
+    #[error("move session '{session}' of instance '{name}' is over ({now}): nothing was changed")]
+    NoSuchMove {
+        name: String,
+        session: String,
+        now: String,
+    },
     #[error("invalid scheduler option: {0}")]
     InvalidSchedulerConfig(String),
 }

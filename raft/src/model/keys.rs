@@ -102,7 +102,11 @@ pub fn touched(state: &ClusterState, cmd: &Command) -> Vec<StateKey> {
         | Command::ForgetInstance { name, .. }
         | Command::Relocate { name, .. }
         | Command::MarkUnreachable { name, .. }
-        | Command::SetOrigin { name, .. } => vec![StateKey::Instance(name.clone())],
+        | Command::SetOrigin { name, .. }
+        | Command::BeginMove { name, .. }
+        | Command::AdvanceMove { name, .. }
+        | Command::CommitMove { name, .. }
+        | Command::CloseMove { name, .. } => vec![StateKey::Instance(name.clone())],
         Command::SetEvacuated { name, .. } => vec![StateKey::Member(name.clone())],
         Command::SetSchedulerConfig { .. } => vec![StateKey::Scheduler],
         Command::CreatePlacementGroup { .. } | Command::DeletePlacementGroup { .. } => {

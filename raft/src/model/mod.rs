@@ -19,9 +19,9 @@ pub use config::{parse_bytes, InstanceConfig, KNOWN_KEYS};
 pub use error::{ConfigError, ModelError};
 pub use keys::{touched, StateKey};
 pub use names::InstanceName;
-pub use view::{view_for, ViewDelta};
 pub use state::{
     CaRecord, Capacity, ClusterState, DesiredState, GroupPolicy, Identity, Image, Instance,
-    InstanceStatus, Member, ObservedState, PlacementGroup, SchedulerConfig, Strategy, Token,
-    TokenKind, Usage,
+    InstanceStatus, Member, MovePhase, MoveRecord, ObservedState, PlacementGroup, SchedulerConfig,
+    Strategy, Token, TokenKind, Usage,
 };
+pub use view::{view_for, ViewDelta};

@@ -287,6 +287,60 @@ pub struct Instance {
     /// The host it was evacuated from, to return to on restore.
     #[serde(default)]
     pub origin: Option<String>,
+    /// The move in progress, if any: the journal that lets another member finish or roll
+    /// back a move whose coordinator died (see `Command::BeginMove`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving: Option<MoveRecord>,
+}
+
+/// How far a move has come. Before `Committed` the instance is whole on its source (a
+/// move that ends there is rolled back); from `Committed` on it is placed on its target
+/// (a move that ends there is finished).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MovePhase {
+    /// Journaled; the instance may be stopping and its layer travelling to the target.
+    Preparing,
+    /// The target holds a complete copy of the stopped instance's layer.
+    Copied,
+    /// The new placement is committed; the target starts it, the source drops its copy.
+    Committed,
+}
+
+/// The journal of a move in progress, kept on the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveRecord {
+    /// The move's session id: every later step names it (compare-and-set).
+    pub session: String,
+    /// Where the instance was placed when the move began.
+    pub source: String,
+    pub target: String,
+    /// `cold` or `precopy`.
+    pub mode: String,
+    pub phase: MovePhase,
+    /// The member orchestrating it.
+    pub coordinator: String,
+    /// What was desired when the move began: restored on the target at the commit, or on
+    /// the source when the move is rolled back.
+    pub desired_before: DesiredState,
+    /// Remember the source as the host to return to on `restore` (evacuation).
+    #[serde(default)]
+    pub remember_origin: bool,
+    pub started_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+impl MoveRecord {
+    /// One line for people: "moving from a to d (copied, coordinated by b)".
+    pub fn describe(&self) -> String {
+        format!(
+            "moving from {} to {} ({}, {} move coordinated by {})",
+            self.source,
+            self.target,
+            format!("{:?}", self.phase).to_lowercase(),
+            self.mode,
+            self.coordinator
+        )
+    }
 }
 
 impl Instance {

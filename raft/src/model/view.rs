@@ -190,6 +190,7 @@ mod tests {
             created_at_ms: 0,
             version: 1,
             origin: None,
+            moving: None,
         }
     }
 
