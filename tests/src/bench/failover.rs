@@ -192,8 +192,34 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
+/// What one run of the failover benchmark measured (medians over the runs).
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub runs: usize,
+    /// From the kill until the old inits were gone.
+    pub fence: Duration,
+    /// From the kill until every instance ran elsewhere.
+    pub running: Duration,
+    /// From the restart of the dead host until its stale copies were removed.
+    pub cleanup: Duration,
+    /// The slowest run's time to Running elsewhere.
+    pub worst: Duration,
+    /// Instances seen Running elsewhere while their old init was alive.
+    pub twice: Vec<String>,
+}
+
+/// The design bound of a failover.
+pub const BOUND_SECS: u64 = BOUND.as_secs();
+
 /// Runs the benchmark and prints the medians.
 pub fn run(runs: usize) -> Result<()> {
+    let o = measure(runs)?;
+    print(&o);
+    Ok(())
+}
+
+/// Kills host b's daemon `runs` times and times the failovers.
+pub fn measure(runs: usize) -> Result<Outcome> {
     preflight("failover")?;
     if runs == 0 {
         bail!("--runs must be at least 1");
@@ -221,7 +247,22 @@ pub fn run(runs: usize) -> Result<()> {
     let running = median(results.iter().map(|r| r.running));
     let cleanup = median(results.iter().map(|r| r.cleanup));
     let worst = results.iter().map(|r| r.running).max().unwrap_or_default();
-    let twice: Vec<&String> = results.iter().flat_map(|r| &r.twice).collect();
+    let twice: Vec<String> = results.iter().flat_map(|r| r.twice.clone()).collect();
+    tb.down();
+    Ok(Outcome {
+        runs,
+        fence,
+        running,
+        cleanup,
+        worst,
+        twice,
+    })
+}
+
+/// Prints the medians of one run.
+pub fn print(o: &Outcome) {
+    let (runs, fence, running, cleanup, worst, twice) =
+        (o.runs, o.fence, o.running, o.cleanup, o.worst, &o.twice);
     println!(
         "failover: SIGKILL of host {VICTIM}'s shoald with {INSTANCES} busybox instances \
          (cluster.evacuate=auto), {runs} runs (median), from the kill"
@@ -248,8 +289,6 @@ pub fn run(runs: usize) -> Result<()> {
     } else {
         println!("RUNNING TWICE (old init alive while Running elsewhere): {twice:?}");
     }
-    tb.down();
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Benchmarks that run a reference beside Shoal in the same invocation and print the ratio.
 
+pub mod all;
+pub mod exec;
 pub mod failover;
 pub mod moves;
 pub mod raft;

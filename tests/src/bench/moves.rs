@@ -220,8 +220,65 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// What one run of the move benchmark measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub runs: usize,
+    /// Moves of the running instance, cold.
+    pub cold: Vec<MoveReport>,
+    /// Moves of the running instance, precopy.
+    pub precopy: Vec<MoveReport>,
+    /// Cold moves of the stopped instance.
+    pub stopped: Vec<MoveReport>,
+    /// Wall times of `shoal stop` and `shoal start` in place, as a reference.
+    pub stops: Vec<Duration>,
+    pub starts: Vec<Duration>,
+    /// How long each move waited for the previous source copy to be removed.
+    pub waits: Vec<Duration>,
+}
+
+impl Outcome {
+    /// Median downtime of the cold moves of the running instance.
+    pub fn cold_downtime(&self) -> Duration {
+        median_downtime(&self.cold)
+    }
+
+    /// Median downtime of the precopy moves.
+    pub fn precopy_downtime(&self) -> Duration {
+        median_downtime(&self.precopy)
+    }
+
+    /// Median CLI wall time of `shoal stop` plus that of `shoal start`, in place.
+    pub fn in_place_restart(&self) -> Duration {
+        ms_median(&self.stops) + ms_median(&self.starts)
+    }
+}
+
+fn median_downtime(rs: &[MoveReport]) -> Duration {
+    Duration::from_millis(median(
+        rs.iter()
+            .map(|r| r.downtime.unwrap_or_default().as_millis() as u64)
+            .collect(),
+    ))
+}
+
+/// The median of `xs` in whole milliseconds (zero for none).
+fn ms_median(xs: &[Duration]) -> Duration {
+    if xs.is_empty() {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(median(xs.iter().map(|d| d.as_millis() as u64).collect()))
+}
+
 /// Runs the benchmark and prints the table.
 pub fn run(runs: usize) -> Result<()> {
+    let o = measure(runs)?;
+    print(&o);
+    Ok(())
+}
+
+/// Moves the instance back and forth and collects what `shoal move` reported.
+pub fn measure(runs: usize) -> Result<Outcome> {
     preflight("move")?;
     if runs == 0 {
         bail!("--runs must be at least 1");
@@ -257,7 +314,7 @@ pub fn run(runs: usize) -> Result<()> {
     b.one(Variant::Cold)?;
     b.one(Variant::Cold)?;
 
-    let mut results: Vec<(Variant, Vec<MoveReport>)> = vec![
+    let mut results: [(Variant, Vec<MoveReport>); 3] = [
         (Variant::Cold, vec![]),
         (Variant::Precopy, vec![]),
         (Variant::Stopped, vec![]),
@@ -288,6 +345,27 @@ pub fn run(runs: usize) -> Result<()> {
         results[2].1.push(r);
     }
 
+    b.tb.down();
+    let [cold, precopy, stopped] = results.map(|(_, rs)| rs);
+    Ok(Outcome {
+        runs,
+        cold,
+        precopy,
+        stopped,
+        stops: b.stops,
+        starts: b.starts,
+        waits: b.waits,
+    })
+}
+
+/// Prints the table of one run.
+pub fn print(o: &Outcome) {
+    let runs = o.runs;
+    let results = [
+        (Variant::Cold, &o.cold),
+        (Variant::Precopy, &o.precopy),
+        (Variant::Stopped, &o.stopped),
+    ];
     println!(
         "moves of a busybox container holding 100 MB between hosts a and b, \
          {runs} runs each (median), data verified by md5 after every move"
@@ -297,7 +375,7 @@ pub fn run(runs: usize) -> Result<()> {
         "mode", "downtime", "total", "bytes moved"
     );
     let mut downs = vec![];
-    for (v, rs) in &results {
+    for (v, rs) in results {
         let down = match v {
             Variant::Stopped => None,
             _ => Some(median(
@@ -333,7 +411,7 @@ pub fn run(runs: usize) -> Result<()> {
             p as f64 / c.max(1) as f64
         );
     }
-    let stopped = &results[2].1;
+    let stopped = results[2].1;
     let copy_ms = median(stopped.iter().map(|r| r.total.as_millis() as u64).collect());
     let bytes = median(stopped.iter().map(|r| r.bytes_stopped).collect());
     println!(
@@ -344,10 +422,10 @@ pub fn run(runs: usize) -> Result<()> {
     let ms_of = |xs: &[Duration]| median(xs.iter().map(|d| d.as_millis() as u64).collect());
     println!(
         "reference, in place: `shoal stop` {} ms, `shoal start` {} ms (CLI wall time, median)",
-        ms_of(&b.stops),
-        ms_of(&b.starts)
+        ms_of(&o.stops),
+        ms_of(&o.starts)
     );
-    let stop = ms_of(&b.stops);
+    let stop = ms_of(&o.stops);
     if let (Some(c), Some(p)) = (downs[0], downs[1]) {
         println!(
             "downtime beyond an in-place stop (median downtime - `shoal stop` median): \
@@ -359,8 +437,8 @@ pub fn run(runs: usize) -> Result<()> {
     println!(
         "before each move the target's old copy was waited for (removed asynchronously): \
          median {} ms, max {} ms",
-        ms_of(&b.waits),
-        b.waits.iter().max().unwrap_or(&Duration::ZERO).as_millis()
+        ms_of(&o.waits),
+        o.waits.iter().max().unwrap_or(&Duration::ZERO).as_millis()
     );
     println!(
         "each move started at least {} ms after the previous one ended, so no file's ctime \
@@ -371,8 +449,6 @@ pub fn run(runs: usize) -> Result<()> {
         "note: downtime includes busybox init's clean shutdown, about 2 s (it powers off \
          2 s after SIGUSR2), and the start on the target"
     );
-    b.tb.down();
-    Ok(())
 }
 
 fn describe(r: &MoveReport) -> String {

@@ -231,7 +231,7 @@ async fn measure_etcd(hosts: &[Host], opts: Options, out: &mut Vec<Outcome>) -> 
     Ok(())
 }
 
-async fn measure(tb: &Testbed, opts: Options) -> Result<Vec<Outcome>> {
+async fn measure_both(tb: &Testbed, opts: Options) -> Result<Vec<Outcome>> {
     let mut out = Vec::new();
     let hosts = measure_shoal(tb, opts, &mut out).await?;
     measure_etcd(&hosts, opts, &mut out).await?;
@@ -270,8 +270,29 @@ pub fn report(out: &[Outcome]) -> String {
     s
 }
 
-/// Runs the whole benchmark: test bed up, Shoal, etcd, table; everything torn down after.
+/// Runs the whole benchmark and prints the table.
 pub fn run(opts: Options) -> Result<()> {
+    let out = measure(opts)?;
+    print(&out);
+    Ok(())
+}
+
+/// Prints the result table and the ratios.
+pub fn print(out: &[Outcome]) {
+    print!("{}", report(out));
+}
+
+/// The shoal and etcd outcomes of workload `name` (as [`Outcome::workload`]), if both ran.
+pub fn pair<'a>(out: &'a [Outcome], workload: &str) -> Option<(&'a Outcome, &'a Outcome)> {
+    let find = |system: &str| {
+        out.iter()
+            .find(|o| o.system == system && o.workload == workload)
+    };
+    Some((find("shoal")?, find("etcd")?))
+}
+
+/// Measures the whole benchmark: test bed up, Shoal, etcd; everything torn down after.
+pub fn measure(opts: Options) -> Result<Vec<Outcome>> {
     if !is_root() {
         bail!("shoal-bench raft needs root (network namespaces, the test bed)");
     }
@@ -311,7 +332,7 @@ pub fn run(opts: Options) -> Result<()> {
     let tb = Testbed::up(3).context("bringing up the test bed")?;
     let out = rt.block_on(async {
         tokio::select! {
-            r = measure(&tb, opts) => r,
+            r = measure_both(&tb, opts) => r,
             _ = int.recv() => bail!("interrupted"),
             _ = term.recv() => bail!("terminated"),
         }
@@ -322,11 +343,10 @@ pub fn run(opts: Options) -> Result<()> {
     drop(rt);
     eprintln!("shoal-bench: tearing the test bed down");
     tb.down();
-    print!("{}", report(&out?));
-    Ok(())
+    out
 }
 
-fn which(cmd: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn which(cmd: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::stats::{ms, rss_kib, summarize};
+use super::stats::{ms, rss_kib, summarize, Summary};
 use crate::testbed::{bin_dir, workspace};
 use shoal_node::cgroups::Limits;
 use shoal_node::runtime::{ContainerConfig, Runtime, RuntimeConfig};
@@ -229,21 +229,53 @@ fn shoald_idle_rss(work: &Path) -> Result<u64> {
     Ok(rss)
 }
 
-/// Runs the benchmark and prints the table.
-pub fn run(runs: usize) -> Result<()> {
+/// What one run of the runtime benchmark measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub runs: usize,
+    /// Our create + start + kill + delete cycle.
+    pub ours: Summary,
+    /// crun's cycle, or why it was not measured.
+    pub crun: Result<Summary, String>,
+    /// RSS of one container's monitor, in KiB.
+    pub monitor_kib: Option<u64>,
+    /// Idle RSS of a fresh `shoald`, in KiB, or why it was not measured.
+    pub shoald_kib: Result<u64, String>,
+}
+
+/// Measures both cycles and the memory figures.
+pub fn measure(runs: usize) -> Result<Outcome> {
+    if !crate::testbed::is_root() {
+        bail!("shoal-bench runtime needs root");
+    }
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
     let work = tempfile::Builder::new().prefix("shoal-bench-").tempdir()?;
     let rootfs = work.path().join("rootfs");
     build_rootfs(&rootfs)?;
-    println!("container cycle: create + start + kill + delete of a busybox system container, {runs} runs each");
     let (our_times, monitor_kib) = ours(&rootfs, work.path(), runs)?;
-    let ours_s = summarize(&our_times);
-    let crun_s = match crun(&rootfs, work.path(), runs) {
-        Ok(t) => Some(summarize(&t)),
-        Err(e) => {
-            println!("crun: not measured ({e:#})");
-            None
-        }
-    };
+    let crun = crun(&rootfs, work.path(), runs)
+        .map(|t| summarize(&t))
+        .map_err(|e| format!("{e:#}"));
+    let shoald_kib = shoald_idle_rss(work.path()).map_err(|e| format!("{e:#}"));
+    Ok(Outcome {
+        runs,
+        ours: summarize(&our_times),
+        crun,
+        monitor_kib,
+        shoald_kib,
+    })
+}
+
+/// Prints the table of one run.
+pub fn print(o: &Outcome) {
+    let runs = o.runs;
+    println!("container cycle: create + start + kill + delete of a busybox system container, {runs} runs each");
+    let ours_s = o.ours;
+    if let Err(e) = &o.crun {
+        println!("crun: not measured ({e})");
+    }
     println!("{:<10} {:>12} {:>12} {:>12}", "", "median", "p90", "min");
     println!(
         "{:<10} {:>12} {:>12} {:>12}",
@@ -252,7 +284,7 @@ pub fn run(runs: usize) -> Result<()> {
         ms(ours_s.p90),
         ms(ours_s.min)
     );
-    if let Some(c) = crun_s {
+    if let Ok(c) = &o.crun {
         println!(
             "{:<10} {:>12} {:>12} {:>12}",
             "crun",
@@ -265,19 +297,25 @@ pub fn run(runs: usize) -> Result<()> {
             ours_s.median.as_secs_f64() / c.median.as_secs_f64()
         );
     }
-    match monitor_kib {
+    match o.monitor_kib {
         Some(k) => println!(
             "monitor RSS per container: {:.1} MiB (LXC's monitor: about 3 MB)",
             k as f64 / 1024.0
         ),
         None => println!("monitor RSS per container: not found"),
     }
-    match shoald_idle_rss(work.path()) {
+    match &o.shoald_kib {
         Ok(k) => println!(
             "shoald idle RSS: {:.1} MiB (LXD's daemon: 55 to 85 MB)",
-            k as f64 / 1024.0
+            *k as f64 / 1024.0
         ),
-        Err(e) => println!("shoald idle RSS: not measured ({e:#})"),
+        Err(e) => println!("shoald idle RSS: not measured ({e})"),
     }
+}
+
+/// Runs the benchmark and prints the table.
+pub fn run(runs: usize) -> Result<()> {
+    let o = measure(runs)?;
+    print(&o);
     Ok(())
 }

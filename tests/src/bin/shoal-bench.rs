@@ -1,6 +1,9 @@
 //! `shoal-bench`: benchmarks that run a reference beside Shoal in one invocation.
 //!
+//!   shoal-bench all [--quick] [--json FILE] [--skip LIST]
+//!                                    every benchmark below in sequence, one table of ratios
 //!   shoal-bench runtime [--runs N]   container cycle against crun; monitor and daemon memory
+//!   shoal-bench exec [--runs N]      `shoal exec NAME -- true` against `lxc exec` (if installed)
 //!   shoal-bench raft [--writes N]    durable cluster-state writes against 3 etcd members
 //!   shoal-bench move [--runs N]      downtime of cold and precopy moves of 100 MB
 //!   shoal-bench failover [--runs N]  time from a host's death to its instances running elsewhere
@@ -11,7 +14,9 @@ use anyhow::{bail, Result};
 use std::path::Path;
 
 fn usage() -> ! {
-    eprintln!("usage: shoal-bench runtime [--runs N]");
+    eprintln!("usage: shoal-bench all [--quick] [--json FILE] [--skip runtime,exec,raft,schedule,move,failover]");
+    eprintln!("       shoal-bench runtime [--runs N]");
+    eprintln!("       shoal-bench exec [--runs N]");
     eprintln!("       shoal-bench raft [--writes N] [--clients N]");
     eprintln!("       shoal-bench move [--runs N]");
     eprintln!("       shoal-bench failover [--runs N]");
@@ -78,6 +83,30 @@ fn main() -> Result<()> {
             }
             shoal_tests::bench::schedule::run(opts)
         }
+        Some("all") => {
+            let mut opts = shoal_tests::bench::all::Options {
+                quick: false,
+                json: None,
+                skip: vec![],
+            };
+            let mut rest = args[1..].iter();
+            while let Some(flag) = rest.next() {
+                match flag.as_str() {
+                    "--quick" => opts.quick = true,
+                    "--json" => opts.json = Some(rest.next().unwrap_or_else(|| usage()).into()),
+                    "--skip" => opts.skip.extend(
+                        rest.next()
+                            .unwrap_or_else(|| usage())
+                            .split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(String::from),
+                    ),
+                    _ => usage(),
+                }
+            }
+            shoal_tests::bench::all::run(opts)
+        }
+        Some("exec") => shoal_tests::bench::exec::run(runs_flag(&args, 50)),
         Some("move") => shoal_tests::bench::moves::run(runs_flag(&args, 5)),
         Some("failover") => shoal_tests::bench::failover::run(runs_flag(&args, 3)),
         Some("crun-cycles") => {
