@@ -13,6 +13,11 @@
 //!  leader: a member silent for HEAL_AFTER (10 s) has fenced itself by then; its `auto`
 //!  instances are placed elsewhere with a new placement generation (see `healer`).
 //! ```
+//! A heartbeat renews the lease only while this member's replica keeps up: it must have
+//! applied what the leader had applied `CATCH_UP` (3 s) ago, or it could not learn that its
+//! instances were placed elsewhere; the leader counts a member live by the same rule (see
+//! `ClusterNode::renew_if_caught_up` and `heartbeat_from`). A member whose Raft core
+//! stopped (openraft `Fatal`, a panic) sends no heartbeat and fences at once.
 //! The margins: the member fences at most FENCE_AFTER + 1 s (a heartbeat's round trip)
 //! after the leader last heard from it, well before HEAL_AFTER; a new leader waits
 //! HEAL_AFTER from its own election.
@@ -62,19 +67,33 @@ pub async fn lease_renewed(ctx: &Arc<Ctx>) {
 /// Runs the fencing loop.
 pub async fn run(ctx: Arc<Ctx>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut core_stopped = false;
     loop {
         tick.tick().await;
         if !multi_member(&ctx) {
             continue;
         }
         let node = ctx.state.node();
+        // A stopped Raft core learns nothing more: whatever it holds may be placed
+        // elsewhere already. Fence at once, without waiting for the lease to run out.
+        if let Some(failure) = node.core_failure() {
+            if !core_stopped {
+                core_stopped = true;
+                tracing::error!(
+                    %failure,
+                    "this member's Raft core stopped: fencing its instances; restart shoald"
+                );
+            }
+            fence(&ctx, true).await;
+            continue;
+        }
         if !node.lease_held() {
             // Not renewed since this daemon started: nothing is known yet (the monitors
             // fence on their own if the old lease expired).
             continue;
         }
         if node.lease_age() > FENCE_AFTER {
-            fence(&ctx).await;
+            fence(&ctx, false).await;
         } else {
             unfence(&ctx).await;
             if node.shared.revision() >= node.leader_revision() {
@@ -84,7 +103,10 @@ pub async fn run(ctx: Arc<Ctx>) {
     }
 }
 
-async fn fence(ctx: &Arc<Ctx>) {
+/// Kills the fenceable instances placed here. Each is killed once per fencing, unless
+/// `recheck` (the Raft core stopped, so nothing will unfence them): then one found running
+/// again is killed again.
+async fn fence(ctx: &Arc<Ctx>, recheck: bool) {
     let victims: Vec<String> = ctx.state.read(|s| {
         s.instances_on(&ctx.node)
             .filter(|i| fenceable(&i.config))
@@ -92,13 +114,25 @@ async fn fence(ctx: &Arc<Ctx>) {
             .collect()
     });
     for name in victims {
-        if !ctx
+        let first = ctx
             .fenced
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.clone())
-        {
-            continue;
+            .insert(name.clone());
+        if !first {
+            if !recheck {
+                continue;
+            }
+            let rt = ctx.runtime.clone();
+            let n = name.clone();
+            let running = tokio::task::spawn_blocking(move || rt.state(&n))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .is_some_and(|st| st.status == crate::runtime::ContainerStatus::Running);
+            if !running {
+                continue;
+            }
         }
         let rt = ctx.runtime.clone();
         let n = name.clone();

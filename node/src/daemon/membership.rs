@@ -282,7 +282,9 @@ impl ipb::membership_server::Membership for MembershipService {
             fwd.set_timeout(std::time::Duration::from_millis(800));
             return client.heartbeat(fwd).await;
         }
-        node.heard_from(&r.name);
+        // Live only if its replica keeps up; the member checks the same against the reply
+        // before it renews its lease.
+        node.heartbeat_from(&r.name, r.applied_revision);
         let term = node.raft.metrics().borrow().current_term;
         Ok(Response::new(ipb::HeartbeatReply {
             term,
@@ -295,28 +297,33 @@ impl ipb::membership_server::Membership for MembershipService {
 /// follower asks the leader once, not once per launch).
 const LIVENESS_CACHE: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// The members online as the leader sees them (asked of the leader when this member does
-/// not lead, at most every [`LIVENESS_CACHE`]; if no leader answers, every member counts as
+/// The members online as the leader sees them (worked out, or asked of the leader when this
+/// member does not lead, at most every [`LIVENESS_CACHE`]; if no leader answers, every member counts as
 /// online and the leader's check at apply has the last word on resources).
 pub async fn online_members(ctx: &Ctx) -> std::collections::HashSet<String> {
     type Cached = Option<(std::time::Instant, std::collections::HashSet<String>)>;
     static CACHE: std::sync::Mutex<Cached> = std::sync::Mutex::new(None);
     let node = ctx.state.node();
     let all = || ctx.state.read(|s| s.members.keys().cloned().collect());
+    if let Some((at, online)) = &*CACHE.lock().unwrap_or_else(|p| p.into_inner()) {
+        if at.elapsed() < LIVENESS_CACHE && node.route().is_some() {
+            return online.clone();
+        }
+    }
     match node.route() {
-        Some((id, _)) if id == node.id => ctx.state.read(|s| {
-            s.members
-                .keys()
-                .filter(|n| node.is_online(n))
-                .cloned()
-                .collect()
-        }),
+        Some((id, _)) if id == node.id => {
+            let online: std::collections::HashSet<String> = ctx.state.read(|s| {
+                s.members
+                    .keys()
+                    .filter(|n| node.is_online(n))
+                    .cloned()
+                    .collect()
+            });
+            *CACHE.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((std::time::Instant::now(), online.clone()));
+            online
+        }
         Some((_, leader)) => {
-            if let Some((at, online)) = &*CACHE.lock().unwrap_or_else(|p| p.into_inner()) {
-                if at.elapsed() < LIVENESS_CACHE {
-                    return online.clone();
-                }
-            }
             let Ok(mut client) = node.peers.membership(&leader.addr) else {
                 return all();
             };
@@ -337,16 +344,24 @@ pub async fn online_members(ctx: &Ctx) -> std::collections::HashSet<String> {
     }
 }
 
-/// Sends a heartbeat to the leader every second (the leader records its own).
+/// Sends a heartbeat to the leader every second (the leader records its own). The lease
+/// is renewed only while this member's replica keeps up with the leader's
+/// ([`crate::cluster::node::CATCH_UP`]); a member whose Raft core stopped sends none (the
+/// leader sees it go silent, and the fencing loop fences its instances at once).
 pub async fn heartbeat_loop(ctx: Arc<Ctx>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut behind = false;
     loop {
         tick.tick().await;
         let node = ctx.state.node();
+        if node.core_failure().is_some() {
+            continue;
+        }
         let Some((id, leader)) = node.route() else {
             continue;
         };
         if id == node.id {
+            node.note_own_revision();
             node.heard_from(&node.name);
             // The leader's lease is a quorum that recently acknowledged it.
             let quorum = node.raft.metrics().borrow().millis_since_quorum_ack;
@@ -365,8 +380,20 @@ pub async fn heartbeat_loop(ctx: Arc<Ctx>) {
         });
         req.set_timeout(std::time::Duration::from_millis(900));
         if let Ok(reply) = client.heartbeat(req).await {
-            node.renew_lease(reply.into_inner().applied_revision);
-            super::fencing::lease_renewed(&ctx).await;
+            let local = ctx.state.read(|s| s.revision);
+            match node.renew_if_caught_up(reply.into_inner().applied_revision, local) {
+                Ok(()) => {
+                    if std::mem::take(&mut behind) {
+                        tracing::info!(applied = local, "replica caught up: lease renewed again");
+                    }
+                    super::fencing::lease_renewed(&ctx).await;
+                }
+                Err(e) => {
+                    if !std::mem::replace(&mut behind, true) {
+                        tracing::warn!(error = %e, "lease not renewed");
+                    }
+                }
+            }
         }
     }
 }
