@@ -336,3 +336,50 @@ fn plans_in_flight_see_each_other() {
     assert!(in_flight.is_empty());
     assert!(place_with(&c.state, &online, &req, &in_flight).is_err());
 }
+
+#[test]
+fn large_clusters_score_a_sample_but_refusals_name_every_host() {
+    use super::place::SAMPLE;
+    let n = SAMPLE + 44;
+    let mut c = Cluster::new(
+        (0..n)
+            .map(|i| member(&format!("h{i:04}"), "r1", 4, 8 * GIB))
+            .collect(),
+    );
+    // Spread, no group, no target: the first SAMPLE fitting hosts are scored.
+    let p = c.place(&Cluster::request("x", &[], "")).unwrap();
+    assert_eq!(p.candidates, SAMPLE);
+    // Different instances start at different hosts.
+    let starts: std::collections::BTreeSet<String> = (0..20)
+        .map(|i| {
+            c.place(&Cluster::request(&format!("y{i}"), &[], ""))
+                .unwrap()
+                .host
+        })
+        .collect();
+    assert!(starts.len() > 1, "{starts:?}");
+    // Bin-packing examines every host.
+    strategy(&mut c, Strategy::BinPack);
+    assert_eq!(
+        c.place(&Cluster::request("x", &[], "")).unwrap().candidates,
+        n
+    );
+    strategy(&mut c, Strategy::Spread);
+    // Nothing fits: every host is examined and named.
+    match c.place(&Cluster::request("big", &[("limits.cpu", "64")], "")) {
+        Err(NoFit::NoHostFits { hosts, .. }) => assert_eq!(hosts.len(), n),
+        other => panic!("{other:?}"),
+    }
+    // Only one host fits: it is found wherever the scan starts.
+    c.member_mut("h0007").capacity.cpu_millicores = 128_000;
+    for i in 0..10 {
+        let p = c
+            .place(&Cluster::request(
+                &format!("z{i}"),
+                &[("limits.cpu", "64")],
+                "",
+            ))
+            .unwrap();
+        assert_eq!(p.host, "h0007");
+    }
+}
