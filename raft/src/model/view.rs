@@ -240,7 +240,8 @@ mod tests {
             }
             keys
         };
-        let steps: Vec<Box<dyn Fn(&mut ClusterState)>> = vec![
+        type Step = Box<dyn Fn(&mut ClusterState)>;
+        let steps: Vec<Step> = vec![
             Box::new(|s| {
                 let i = instance("z", "f");
                 s.instances.insert(i.name.clone(), i);

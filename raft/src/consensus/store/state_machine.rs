@@ -157,8 +157,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .applied(|applied| records::changes(applied, &keys))
             .raft(Op::WriteStateMachine)?;
         self.trees.commit(&batches).raft(Op::WriteStateMachine)?;
-        self.shared
-            .record_changes(self.shared.revision(), keys);
+        self.shared.record_changes(self.shared.revision(), keys);
         self.shared.publish();
         Ok(responses)
     }
