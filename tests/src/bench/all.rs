@@ -226,6 +226,11 @@ pub fn json(rows: &[Row], quick: bool) -> serde_json::Value {
     serde_json::json!({ "quick": quick, "rows": rows })
 }
 
+/// "1 run", "3 runs".
+fn runs(n: usize) -> String {
+    format!("{n} run{}", if n == 1 { "" } else { "s" })
+}
+
 fn ms_f(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -258,8 +263,8 @@ pub fn runtime_rows(r: Got<runtime::Outcome>) -> Vec<Row> {
             row.shoal(ms_f(o.ours.median))
                 .reference(reference)
                 .note(format!(
-                    "busybox system container, {} runs, median (p90 {:.2} ms){why}",
-                    o.runs,
+                    "busybox system container, {}, median (p90 {:.2} ms){why}",
+                    runs(o.runs),
                     ms_f(o.ours.p90)
                 ))
         }
@@ -333,7 +338,7 @@ pub fn schedule_rows(r: Got<schedule::Outcome>, opts: schedule::Options) -> Vec<
     let row = Row::new(
         "placements",
         "placements/s",
-        "Nomad C1M, published (Nomad isn't packaged)",
+        "Nomad C1M, published; Nomad isn't packaged",
     )
     .reference(Some(schedule::NOMAD_C1M_PER_SEC));
     vec![match r {
@@ -359,8 +364,8 @@ pub fn move_rows(r: Got<moves::Outcome>) -> Vec<Row> {
         Ok(o) => {
             let restart = Some(ms_f(o.in_place_restart()));
             let note = format!(
-                "100 MB of data, {} runs, median; includes busybox init's ~2 s shutdown",
-                o.runs
+                "100 MB of data, {}, median; includes busybox init's ~2 s shutdown",
+                runs(o.runs)
             );
             vec![
                 cold.shoal(ms_f(o.cold_downtime()))
@@ -391,8 +396,8 @@ pub fn failover_rows(r: Got<failover::Outcome>) -> Vec<Row> {
                 format!("RUNNING TWICE: {:?}", o.twice)
             };
             row.shoal(o.running.as_secs_f64()).note(format!(
-                "{} runs, median; worst {:.2} s ({}); fenced after {:.2} s; {twice}",
-                o.runs,
+                "{}, median; worst {:.2} s ({}); fenced after {:.2} s; {twice}",
+                runs(o.runs),
                 o.worst.as_secs_f64(),
                 if o.worst <= Duration::from_secs(failover::BOUND_SECS) {
                     "within the bound"
@@ -625,6 +630,10 @@ mod tests {
         assert_eq!(format_value(3750.4, "placements/s"), "3750 placements/s");
         assert_eq!(cell("a | b\nc", 100), "a \\| b c");
         assert_eq!(cell("abcdef", 3), "abc…");
+        assert_eq!(
+            (runs(1), runs(3)),
+            ("1 run".to_string(), "3 runs".to_string())
+        );
     }
 
     #[test]
