@@ -140,10 +140,14 @@ impl HollowAgent {
             .await
             .map_err(|s| rpc(&s.message()))?
             .into_inner();
+        // The revision of the view followed: heartbeats carry it, and the leader counts the
+        // agent live only while it keeps up.
+        let followed = Arc::new(AtomicU64::new(0));
         let heartbeat = tokio::spawn(heartbeat_loop(
             self.clone(),
             addr.to_string(),
             stats.clone(),
+            followed.clone(),
         ));
         let _stop = AbortOnDrop(heartbeat);
         let mut view = ClusterState::default();
@@ -162,8 +166,10 @@ impl HollowAgent {
                 stats.deltas.fetch_add(1, Ordering::Relaxed);
             } else {
                 view.revision = view.revision.max(msg.revision);
+                followed.store(view.revision, Ordering::Relaxed);
                 continue;
             }
+            followed.store(view.revision, Ordering::Relaxed);
             if !registered {
                 if let Some(known) = view.members.get(&self.spec.name) {
                     if known.capacity == self.spec.capacity && known.groups == self.spec.groups {
@@ -269,7 +275,12 @@ fn answer(inst: &Instance, node: &str) -> Option<Command> {
 }
 
 /// Renews the agent's lease every second through the member it follows.
-async fn heartbeat_loop(agent: Arc<HollowAgent>, addr: String, stats: Arc<HollowStats>) {
+async fn heartbeat_loop(
+    agent: Arc<HollowAgent>,
+    addr: String,
+    stats: Arc<HollowStats>,
+    followed: Arc<AtomicU64>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -278,7 +289,7 @@ async fn heartbeat_loop(agent: Arc<HollowAgent>, addr: String, stats: Arc<Hollow
         };
         let mut req = tonic::Request::new(ipb::HeartbeatRequest {
             name: agent.spec.name.clone(),
-            applied_revision: 0,
+            applied_revision: followed.load(Ordering::Relaxed),
         });
         req.set_timeout(Duration::from_millis(900));
         if client.heartbeat(req).await.is_ok() {
