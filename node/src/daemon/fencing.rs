@@ -34,6 +34,13 @@ use super::ops::now_ms;
 pub const FENCE_AFTER: Duration = Duration::from_secs(6);
 /// The leader re-places the instances of a member silent for this long.
 pub const HEAL_AFTER: Duration = Duration::from_secs(10);
+/// How long a member whose Raft core failed (a storage error such as a full disk, or a
+/// panic) waits, fenced, before it restarts itself; doubled on each restart in a row, up
+/// to [`RESTART_MAX`].
+const RESTART_FIRST: Duration = Duration::from_secs(2);
+const RESTART_MAX: Duration = Duration::from_secs(30);
+/// Counts restarts in a row (passed on to the restarted daemon).
+const RESTARTS_ENV: &str = "SHOALD_CORE_RESTARTS";
 
 /// Whether the cluster may restart this instance elsewhere (so it must be fenced).
 pub fn fenceable(config: &std::collections::BTreeMap<String, String>) -> bool {
@@ -68,6 +75,7 @@ pub async fn lease_renewed(ctx: &Arc<Ctx>) {
 pub async fn run(ctx: Arc<Ctx>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut core_stopped = false;
+    let mut stopped_at = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         if !multi_member(&ctx) {
@@ -79,13 +87,22 @@ pub async fn run(ctx: Arc<Ctx>) {
         if let Some(failure) = node.core_failure() {
             if !core_stopped {
                 core_stopped = true;
+                stopped_at = tokio::time::Instant::now();
                 tracing::error!(
                     %failure,
-                    "this member's Raft core stopped: fencing its instances; restart shoald"
+                    "this member's Raft core stopped: fencing its instances; shoald restarts itself"
                 );
             }
             fence(&ctx, true).await;
+            if let Some(delay) = restart_delay(node) {
+                if stopped_at.elapsed() >= delay {
+                    restart_self(&failure);
+                }
+            }
             continue;
+        }
+        if stopped_at.elapsed() > Duration::from_secs(60) {
+            restarts().store(0, std::sync::atomic::Ordering::Relaxed);
         }
         if !node.lease_held() {
             // Not renewed since this daemon started: nothing is known yet (the monitors
@@ -101,6 +118,48 @@ pub async fn run(ctx: Arc<Ctx>) {
             }
         }
     }
+}
+
+/// How long to stay fenced before restarting, or `None` when the core was stopped on
+/// purpose (the daemon is shutting down).
+fn restart_delay(node: &crate::cluster::ClusterNode) -> Option<Duration> {
+    if matches!(
+        node.raft.metrics().borrow().running_state,
+        Err(openraft::error::Fatal::Stopped)
+    ) {
+        return None;
+    }
+    let n = restarts().load(std::sync::atomic::Ordering::Relaxed);
+    Some((RESTART_FIRST * 2u32.saturating_pow(n.min(8))).min(RESTART_MAX))
+}
+
+/// Restarts in a row: from the environment at start, reset once the core ran healthy for a
+/// minute.
+fn restarts() -> &'static std::sync::atomic::AtomicU32 {
+    static N: std::sync::OnceLock<std::sync::atomic::AtomicU32> = std::sync::OnceLock::new();
+    N.get_or_init(|| {
+        let n = std::env::var(RESTARTS_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        std::sync::atomic::AtomicU32::new(n)
+    })
+}
+
+/// Replaces this daemon with a fresh one (same binary, arguments and pid), as a supervisor
+/// would restart it: the store is opened again, so a member whose disk filled up serves
+/// again once there is room, and one whose store is damaged refuses to start with an error
+/// naming it. Containers and their monitors live on and are adopted.
+fn restart_self(failure: &str) {
+    use std::os::unix::process::CommandExt;
+    let n = restarts().load(std::sync::atomic::Ordering::Relaxed);
+    tracing::error!(%failure, restart = n + 1, "restarting shoald after its Raft core stopped");
+    // Every descriptor Rust opens is close-on-exec; the monitors are other processes.
+    let err = std::process::Command::new("/proc/self/exe")
+        .args(std::env::args_os().skip(1))
+        .env(RESTARTS_ENV, (n + 1).to_string())
+        .exec();
+    tracing::error!(error = %err, "restarting shoald failed; restart it by hand");
 }
 
 /// Kills the fenceable instances placed here. Each is killed once per fencing, unless

@@ -313,7 +313,8 @@ fn disk_full(bed: &Bed, voters: &[String], rng: &mut Rng) -> Result<String, Stri
     bed.script(&["fill-disk", &v]).map_err(e)?;
     sleep_ms(5000 + rng.below(2000));
     bed.script(&["free-disk", &v]).map_err(e)?;
-    // A member whose disk filled up may have stopped: it comes back when restarted.
+    // A member whose Raft core stopped on the full disk fences and restarts itself (with
+    // backoff) until there is room; one that exited comes back when restarted.
     let restarted = if !daemon_alive(bed, &v) {
         bed.script(&["start-host", &v]).map_err(e)?;
         " (it had stopped; restarted)"
