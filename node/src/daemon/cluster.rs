@@ -270,14 +270,21 @@ impl pb::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<pb::RemoveMemberResponse>, Status> {
         require(&req, Role::Admin, "remove members")?;
         let r = req.into_inner();
-        let (exists, used) = self.ctx.state.read(|s| {
-            (
-                s.members.contains_key(&r.name),
-                s.instances_on(&r.name)
-                    .map(|i| i.name.to_string())
-                    .collect::<Vec<_>>(),
+        let (exists, used) = self
+            .ctx
+            .state
+            .read_or_catch_up(
+                |s| {
+                    (
+                        s.members.contains_key(&r.name),
+                        s.instances_on(&r.name)
+                            .map(|i| i.name.to_string())
+                            .collect::<Vec<_>>(),
+                    )
+                },
+                |(e, _)| *e,
             )
-        });
+            .await;
         if !exists {
             return Err(Status::not_found(format!("member '{}' not found", r.name)));
         }
@@ -308,7 +315,12 @@ impl pb::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<pb::Operation>, Status> {
         require(&req, Role::Admin, "evacuate hosts")?;
         let host = req.into_inner().name;
-        if !self.ctx.state.read(|s| s.members.contains_key(&host)) {
+        let known = self
+            .ctx
+            .state
+            .read_or_catch_up(|s| s.members.contains_key(&host), |k| *k)
+            .await;
+        if !known {
             return Err(Status::not_found(format!("member '{host}' not found")));
         }
         let op = self.ctx.ops.start(format!("evacuate {host}"), "");
@@ -329,7 +341,12 @@ impl pb::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<pb::Operation>, Status> {
         require(&req, Role::Admin, "restore hosts")?;
         let host = req.into_inner().name;
-        if !self.ctx.state.read(|s| s.members.contains_key(&host)) {
+        let known = self
+            .ctx
+            .state
+            .read_or_catch_up(|s| s.members.contains_key(&host), |k| *k)
+            .await;
+        if !known {
             return Err(Status::not_found(format!("member '{host}' not found")));
         }
         let op = self.ctx.ops.start(format!("restore {host}"), "");

@@ -22,10 +22,11 @@ pub struct ImagesService {
 }
 
 impl ImagesService {
-    fn resolve(&self, name: &str) -> Result<Image, Status> {
+    async fn resolve(&self, name: &str) -> Result<Image, Status> {
         self.ctx
             .state
-            .read(|s| s.resolve_image(name).cloned())
+            .read_or_catch_up(|s| s.resolve_image(name).cloned(), Option::is_some)
+            .await
             .ok_or_else(|| {
                 Status::not_found(format!("image '{name}' not found (see `shoal image list`)"))
             })
@@ -164,7 +165,7 @@ impl pb::images_server::Images for ImagesService {
 
     async fn get(&self, req: Request<pb::GetImageRequest>) -> Result<Response<pb::Image>, Status> {
         require(&req, Role::Viewer, "read images")?;
-        let img = self.resolve(&req.get_ref().image)?;
+        let img = self.resolve(&req.get_ref().image).await?;
         Ok(Response::new(
             self.ctx.state.read(|s| convert::image(s, &img)),
         ))
@@ -175,7 +176,7 @@ impl pb::images_server::Images for ImagesService {
         req: Request<pb::DeleteImageRequest>,
     ) -> Result<Response<pb::DeleteImageResponse>, Status> {
         require(&req, Role::Operator, "delete images")?;
-        let img = self.resolve(&req.get_ref().image)?;
+        let img = self.resolve(&req.get_ref().image).await?;
         self.ctx
             .state
             .submit(Command::DeleteImage {
@@ -197,7 +198,7 @@ impl pb::images_server::Images for ImagesService {
     ) -> Result<Response<pb::Image>, Status> {
         require(&req, Role::Operator, "change image aliases")?;
         let r = req.into_inner();
-        let img = self.resolve(&r.image)?;
+        let img = self.resolve(&r.image).await?;
         self.ctx
             .state
             .submit(Command::SetAlias {
@@ -216,7 +217,11 @@ impl pb::images_server::Images for ImagesService {
     ) -> Result<Response<pb::DeleteAliasResponse>, Status> {
         require(&req, Role::Operator, "change image aliases")?;
         let alias = req.into_inner().alias;
-        let known = self.ctx.state.read(|s| s.aliases.contains_key(&alias));
+        let known = self
+            .ctx
+            .state
+            .read_or_catch_up(|s| s.aliases.contains_key(&alias), |k| *k)
+            .await;
         if !known {
             return Err(Status::not_found(format!("alias '{alias}' not found")));
         }

@@ -161,7 +161,11 @@ impl pb::instances_server::Instances for InstancesService {
         require(&req, Role::Operator, "create instances")?;
         let r = req.into_inner();
         let (key, config) = check_create(&r)?;
-        let known = self.ctx.state.read(|s| s.resolve_image(&r.image).is_some());
+        let known = self
+            .ctx
+            .state
+            .read_or_catch_up(|s| s.resolve_image(&r.image).is_some(), |k| *k)
+            .await;
         if !known {
             return Err(Status::not_found(format!(
                 "image '{}' not found: import it with `shoal image import FILE --alias {}` or see `shoal image list`",
@@ -316,12 +320,19 @@ impl pb::instances_server::Instances for InstancesService {
         require(&req, Role::Operator, "move instances")?;
         let r = req.into_inner();
         let (key, mode) = check_move(&r)?;
-        let (location, members) = self.ctx.state.read(|s| {
-            (
-                s.instances.get(&key).map(|i| i.location.clone()),
-                s.members.keys().cloned().collect::<Vec<_>>(),
+        let (location, members) = self
+            .ctx
+            .state
+            .read_or_catch_up(
+                |s| {
+                    (
+                        s.instances.get(&key).map(|i| i.location.clone()),
+                        s.members.keys().cloned().collect::<Vec<_>>(),
+                    )
+                },
+                |(l, m)| l.is_some() && (r.target.is_empty() || m.contains(&r.target)),
             )
-        });
+            .await;
         let location =
             location.ok_or_else(|| Status::not_found(format!("instance '{key}' not found")))?;
         if !r.target.is_empty() && !members.contains(&r.target) {
@@ -360,12 +371,19 @@ impl pb::instances_server::Instances for InstancesService {
         require(&req, Role::Operator, "copy instances")?;
         let r = req.into_inner();
         let (key, new) = check_copy(&r)?;
-        let (exists, taken) = self.ctx.state.read(|s| {
-            (
-                s.instances.contains_key(&key),
-                s.instances.contains_key(&new),
+        let (exists, taken) = self
+            .ctx
+            .state
+            .read_or_catch_up(
+                |s| {
+                    (
+                        s.instances.contains_key(&key),
+                        s.instances.contains_key(&new),
+                    )
+                },
+                |(e, _)| *e,
             )
-        });
+            .await;
         if !exists {
             return Err(Status::not_found(format!("instance '{key}' not found")));
         }

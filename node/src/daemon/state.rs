@@ -70,6 +70,24 @@ impl StateHandle {
         resp
     }
 
+    /// Reads `f` from this member's replica; when the answer is not `found` (something is
+    /// missing), passes a read barrier and reads again. So a replica that lags (a member
+    /// just restarted, a follower a few entries behind) never answers "not found" for
+    /// something the cluster has, and the common case costs no round trip.
+    pub async fn read_or_catch_up<T>(
+        &self,
+        f: impl Fn(&ClusterState) -> T,
+        found: impl Fn(&T) -> bool,
+    ) -> T {
+        let v = self.read(&f);
+        if found(&v) {
+            return v;
+        }
+        // Without a quorum the local answer stands (the write that follows fails anyway).
+        let _ = self.node.read_barrier().await;
+        self.read(f)
+    }
+
     /// Runs `f` on this member's applied state.
     pub fn read<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
         self.node.shared.read(f)
