@@ -39,6 +39,8 @@ pub const HEAL_AFTER: Duration = Duration::from_secs(10);
 /// to [`RESTART_MAX`].
 const RESTART_FIRST: Duration = Duration::from_secs(2);
 const RESTART_MAX: Duration = Duration::from_secs(30);
+/// Free space the Raft store's file system needs before a restart is tried.
+const RESTART_MIN_FREE: u64 = 8 << 20;
 /// Counts restarts in a row (passed on to the restarted daemon).
 const RESTARTS_ENV: &str = "SHOALD_CORE_RESTARTS";
 
@@ -96,7 +98,7 @@ pub async fn run(ctx: Arc<Ctx>) {
             fence(&ctx, true).await;
             if let Some(delay) = restart_delay(node) {
                 if stopped_at.elapsed() >= delay {
-                    restart_self(&failure);
+                    restart_self(&ctx, &failure);
                 }
             }
             continue;
@@ -150,8 +152,21 @@ fn restarts() -> &'static std::sync::atomic::AtomicU32 {
 /// would restart it: the store is opened again, so a member whose disk filled up serves
 /// again once there is room, and one whose store is damaged refuses to start with an error
 /// naming it. Containers and their monitors live on and are adopted.
-fn restart_self(failure: &str) {
+fn restart_self(ctx: &Ctx, failure: &str) {
     use std::os::unix::process::CommandExt;
+    // A store opened on a full disk fails at once: wait for room first.
+    if let Some(data) = ctx.spool_dir.parent() {
+        if let Ok(st) = nix::sys::statvfs::statvfs(&data.join("raft")) {
+            let free = st.blocks_available().saturating_mul(st.fragment_size());
+            if free < RESTART_MIN_FREE {
+                tracing::warn!(
+                    free_bytes = free,
+                    "not restarting yet: the disk holding the Raft store has no room; free some"
+                );
+                return;
+            }
+        }
+    }
     let n = restarts().load(std::sync::atomic::Ordering::Relaxed);
     tracing::error!(%failure, restart = n + 1, "restarting shoald after its Raft core stopped");
     // Every descriptor Rust opens is close-on-exec; the monitors are other processes.

@@ -313,13 +313,31 @@ fn disk_full(bed: &Bed, voters: &[String], rng: &mut Rng) -> Result<String, Stri
     bed.script(&["fill-disk", &v]).map_err(e)?;
     sleep_ms(5000 + rng.below(2000));
     bed.script(&["free-disk", &v]).map_err(e)?;
-    // A member whose Raft core stopped on the full disk fences and restarts itself (with
-    // backoff) until there is room; one that exited comes back when restarted.
+    // A member whose Raft core stopped on the full disk fences, waits for room and restarts
+    // itself (2 s, then backoff). sled may damage its file when a flush hits ENOSPC: the
+    // member then refuses to start with an error naming the store, and is replaced with a
+    // fresh disk (the documented recovery), as for a corrupted store.
+    sleep_ms(3000);
     let restarted = if !daemon_alive(bed, &v) {
-        bed.script(&["start-host", &v]).map_err(e)?;
-        " (it had stopped; restarted)"
+        let out = bed.tb.script(&["start-host", &v]).map_err(e)?;
+        if out.code == 0 {
+            " (it had stopped; restarted)".to_string()
+        } else {
+            let log =
+                std::fs::read_to_string(bed.host_dir(&v).join("shoald.log")).unwrap_or_default();
+            let why = log
+                .lines()
+                .rev()
+                .find(|l| l.contains("raft store"))
+                .ok_or_else(|| {
+                    format!("{v} did not start after the disk was freed: {}", out.stderr)
+                })?
+                .to_string();
+            replace(bed, &v)?;
+            format!(" (its store was damaged by the full disk and refused at start: {why}; replaced with a fresh disk)")
+        }
     } else {
-        ""
+        String::new()
     };
     let _ = raft;
     Ok(format!(
