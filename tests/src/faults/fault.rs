@@ -429,7 +429,9 @@ fn crash_in_move(
     bed.script(&["start-host", &dst]).map_err(e)?;
     wait_running(bed, &name, Some(&src), Duration::from_secs(30))
         .map_err(|err| format!("after {dst} died mid-move: {err}"))?;
-    // Its partial copy is removed, and the move can be retried.
+    // Its partial copy is removed, and the move can be retried once the target is Online
+    // again (a move to an offline host is refused, clearly, and that is not the point here).
+    bed.wait_all_online(Duration::from_secs(30)).map_err(e)?;
     let out = bed
         .cli(&["move", &name, "--target", &dst], Duration::from_secs(90))
         .ok_or("retried move timed out")?;
