@@ -143,20 +143,9 @@ fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
-fn daemon_alive(bed: &Bed, host: &str) -> bool {
-    bed.tb
-        .script(&["status"])
-        .map(|o| {
-            o.stdout
-                .lines()
-                .any(|l| l.starts_with(&format!("{host}\t")) && !l.ends_with("shoald=-"))
-        })
-        .unwrap_or(false)
-}
-
 fn wait_dead(bed: &Bed, host: &str) {
     let t = Instant::now();
-    while daemon_alive(bed, host) {
+    while faults::fault::daemon_alive(bed, host) {
         assert!(
             t.elapsed() < Duration::from_secs(60),
             "the fail point on {host} never fired (built with `cargo build --workspace --bins`?)"

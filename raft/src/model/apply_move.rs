@@ -43,19 +43,15 @@ pub(crate) fn apply_move(
             let (fp, config) = (inst.image_fingerprint.clone(), inst.config.clone());
             super::apply_placement::check_create(state, name, &config, to, &fp)?;
             let inst = state.instances.get_mut(&key).expect("checked above");
-            inst.location = to.clone();
-            inst.placement_generation += 1;
-            inst.desired_revision = index;
-            inst.restart_revision = 0;
-            inst.status = InstanceStatus {
-                message: reason.clone(),
-                ..InstanceStatus::pending(*now_ms)
-            };
-            if *remember_origin {
-                inst.origin.get_or_insert_with(|| from.clone());
-            } else {
-                inst.origin = None;
-            }
+            place_anew(
+                inst,
+                to,
+                from,
+                *remember_origin,
+                index,
+                reason.clone(),
+                *now_ms,
+            );
             // A relocation by healing or evacuation voids any move in progress: its
             // coordinator's commit is refused from now on.
             inst.moving = None;
@@ -257,21 +253,18 @@ pub(crate) fn apply_journal(
                 .instances
                 .get_mut(&InstanceName::new(name)?)
                 .expect("checked above");
-            inst.location = m.target.clone();
-            inst.placement_generation += 1;
+            let message = format!("moved from {}", m.source);
+            place_anew(
+                inst,
+                &m.target,
+                &m.source,
+                m.remember_origin,
+                index,
+                message,
+                *now_ms,
+            );
             inst.desired = after_move(m.desired_before);
-            inst.desired_revision = index;
-            inst.restart_revision = 0;
             inst.stop_force = false;
-            inst.status = InstanceStatus {
-                message: format!("moved from {}", m.source),
-                ..InstanceStatus::pending(*now_ms)
-            };
-            if m.remember_origin {
-                inst.origin.get_or_insert_with(|| m.source.clone());
-            } else {
-                inst.origin = None;
-            }
             let rec = inst.moving.as_mut().expect("journaled");
             rec.phase = MovePhase::Committed;
             rec.updated_at_ms = *now_ms;
@@ -304,6 +297,32 @@ pub(crate) fn apply_journal(
             Ok(CommandResult::Instance(Box::new(inst.clone())))
         }
         _ => unreachable!("apply_journal only receives move journal commands"),
+    }
+}
+
+/// Places `inst` on `to` with a new placement generation (reports from `from` are refused
+/// from now on); its host acts on it as new, and `origin` remembers `from` if asked.
+fn place_anew(
+    inst: &mut Instance,
+    to: &str,
+    from: &str,
+    remember_origin: bool,
+    index: u64,
+    message: String,
+    now_ms: i64,
+) {
+    inst.location = to.to_string();
+    inst.placement_generation += 1;
+    inst.desired_revision = index;
+    inst.restart_revision = 0;
+    inst.status = InstanceStatus {
+        message,
+        ..InstanceStatus::pending(now_ms)
+    };
+    if remember_origin {
+        inst.origin.get_or_insert_with(|| from.to_string());
+    } else {
+        inst.origin = None;
     }
 }
 

@@ -33,6 +33,16 @@ fn runs_flag(args: &[String], default: usize) -> usize {
     }
 }
 
+/// `--flag N` pairs (every value a number), or the usage on anything else.
+fn numeric_flags(args: &[String]) -> Vec<(&str, usize)> {
+    args.chunks(2)
+        .map(|pair| match pair {
+            [flag, n] => (flag.as_str(), n.parse().unwrap_or_else(|_| usage())),
+            _ => usage(),
+        })
+        .collect()
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -52,13 +62,8 @@ fn main() -> Result<()> {
         }
         Some("raft") => {
             let mut opts = shoal_tests::bench::raft::Options::default();
-            let mut rest = args[1..].iter();
-            while let Some(flag) = rest.next() {
-                let value = rest
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_else(|| usage());
-                match flag.as_str() {
+            for (flag, value) in numeric_flags(&args[1..]) {
+                match flag {
                     "--writes" => opts.writes = value,
                     "--clients" => opts.clients = value,
                     _ => usage(),
@@ -68,13 +73,8 @@ fn main() -> Result<()> {
         }
         Some("schedule") => {
             let mut opts = shoal_tests::bench::schedule::Options::default();
-            let mut rest = args[1..].iter();
-            while let Some(flag) = rest.next() {
-                let value = rest
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_else(|| usage());
-                match flag.as_str() {
+            for (flag, value) in numeric_flags(&args[1..]) {
+                match flag {
                     "--hosts" => opts.hosts = value,
                     "--instances" => opts.instances = value,
                     "--clients" => opts.clients = value,

@@ -188,7 +188,8 @@ pub fn live_hosts(bed: &Bed) -> Vec<String> {
     bed.hosts()
 }
 
-fn daemon_alive(bed: &Bed, host: &str) -> bool {
+/// Whether host `host`'s shoald is running (from `local-cluster status`).
+pub fn daemon_alive(bed: &Bed, host: &str) -> bool {
     bed.tb
         .script(&["status"])
         .map(|o| {
